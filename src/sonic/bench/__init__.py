@@ -1,0 +1,1 @@
+"""Load generation and analysis against any v2 server."""

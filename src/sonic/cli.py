@@ -1,0 +1,133 @@
+"""The ``sonic`` command: ``serve`` and ``demo`` (more subcommands join as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run a Triton-compatible inference server",
+        description="Serve a Triton model repository over KServe v2 HTTP and gRPC, "
+        "with Prometheus metrics. Flags follow tritonserver's names.",
+    )
+    p.add_argument(
+        "--model-repository",
+        "--model-store",
+        action="append",
+        required=True,
+        type=Path,
+        help="model repository path (repeatable)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
+    p.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
+    p.add_argument("--allow-http", type=_bool, default=True)
+    p.add_argument("--allow-grpc", type=_bool, default=True)
+    p.add_argument("--allow-metrics", type=_bool, default=True)
+    p.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
+    p.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        help="model to load at start in explicit mode (repeatable; '*' = all)",
+    )
+    p.add_argument("--repository-poll-secs", type=float, default=15.0)
+    p.add_argument(
+        "--allow-client-shm",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_bool,
+        help="accept client system shared-memory regions (refused otherwise)",
+    )
+    p.add_argument("--log-verbose", type=int, default=0)
+
+
+def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="serve the bundled example models and run a short load against them")
+    p.add_argument("--seconds", type=float, default=2.0, help="measurement time per row")
+    p.add_argument("--concurrency", type=int, default=8)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sonic.server.app import ServerOptions, run
+
+    for repo in args.model_repository:
+        if not repo.is_dir():
+            print(f"sonic serve: model repository {repo} is not a directory", file=sys.stderr)
+            return 2
+    return run(
+        ServerOptions(
+            model_repositories=args.model_repository,
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            allow_http=args.allow_http,
+            allow_grpc=args.allow_grpc,
+            allow_metrics=args.allow_metrics,
+            model_control_mode=args.model_control_mode,
+            load_models=args.load_model,
+            repository_poll_secs=args.repository_poll_secs,
+            allow_client_shm=args.allow_client_shm,
+            log_verbose=args.log_verbose,
+        )
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sonic import zoo
+    from sonic.bench.load import run_load, table
+    from sonic.server.process import ServerProcess
+
+    with tempfile.TemporaryDirectory(prefix="sonic-demo-") as tmp:
+        repo = zoo.write_sonic_repository(Path(tmp) / "models")
+        print(f"sonic demo: example models (jet-tagger MLP, ProtoDUNE-like CNN) in {repo}")
+        with ServerProcess(repo) as server:
+            print(
+                f"sonic demo: sonic serve ready on http={server.http_url} grpc={server.grpc_url} "
+                f"metrics={server.metrics_url}"
+            )
+            results = []
+            for model, proto in (("mlp", "grpc"), ("mlp", "http"), ("cnn", "grpc")):
+                url = server.grpc_url if proto == "grpc" else server.http_url
+                results.append(
+                    asyncio.run(
+                        run_load(
+                            url, model, protocol=proto, concurrency=args.concurrency, seconds=args.seconds
+                        )
+                    )
+                )
+            print()
+            print(table(results))
+            print()
+            print(
+                "latency is client-side round trip; queue/compute are server-side averages "
+                "from the statistics extension"
+            )
+    return 0 if all(r.errors == 0 and r.requests > 0 for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sonic", description="Inference as a service for physics")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _demo_parser(sub)
+    args = parser.parse_args(argv)
+    handlers = {"serve": cmd_serve, "demo": cmd_demo}
+    return handlers[args.command](args)
