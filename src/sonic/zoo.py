@@ -345,13 +345,15 @@ def write_sonic_repository(
     max_queue_delay_us: int = 100,
     preferred: Sequence[int] = (),
     instances: int = 1,
+    intra_op_threads: int = 0,
     seed: int = 0,
 ) -> Path:
     """Write the zoo models as a Triton-layout repository for sonic's onnxruntime backend.
 
     Layout: ``<dest>/<name>/config.pbtxt`` and ``<dest>/<name>/1/model.onnx``.
     ``max_batch_size=None`` takes each model's default (mlp 64, cnn 32). Other models already
-    in ``dest`` are left alone, so repositories can be combined. Returns ``dest``.
+    in ``dest`` are left alone, so repositories can be combined. ``intra_op_threads`` > 0 sets
+    onnxruntime's thread count per instance (0 leaves onnxruntime's default). Returns ``dest``.
     """
     dest = Path(dest)
     for name in models:
@@ -363,6 +365,7 @@ def write_sonic_repository(
             max_queue_delay_us=max_queue_delay_us,
             preferred=preferred,
             instances=instances,
+            parameters={"intra_op_thread_count": str(intra_op_threads)} if intra_op_threads else None,
         )
         _write_model(dest, spec, {"model.onnx": _onnx_bytes(name, seed)})
     return dest

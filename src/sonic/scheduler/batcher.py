@@ -112,6 +112,13 @@ def plan_batch(pending: Sequence[Pending], policy: BatchPolicy, now: int) -> tup
     return 0, head.enqueue_ns + policy.max_queue_delay_ns
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class Scheduler:
     """Queue + instance threads for one loaded model version."""
 
@@ -122,8 +129,10 @@ class Scheduler:
         policy: BatchPolicy,
         loop: asyncio.AbstractEventLoop,
         on_batch: OnBatch,
+        inline: bool = False,
     ) -> None:
         self.name = name
+        self.inline = inline
         self.policy = policy
         self._loop = loop
         self._on_batch = on_batch
@@ -137,13 +146,14 @@ class Scheduler:
             or policy.default_queue.allow_override
             or any(q.timeout_us > 0 or q.allow_override for q in policy.queues.values())
         )
+        self._instances = list(instances)
+        self._inline_scheduled = False
         self._threads = [
             threading.Thread(
                 target=self._run, args=(inst,), name=f"sonic-{inst.ctx.instance.name}", daemon=True
             )
-            for inst in instances
+            for inst in ([] if inline else instances)
         ]
-        self._instances = list(instances)
         for t in self._threads:
             t.start()
 
@@ -169,7 +179,11 @@ class Scheduler:
             if qpol.max_queue_size and len(queue) >= qpol.max_queue_size:
                 raise Unavailable("Exceeds maximum queue size")
             queue.append(item)
-            self._cond.notify()
+            if not self.inline:
+                self._cond.notify()
+        if self.inline and not self._inline_scheduled:
+            self._inline_scheduled = True
+            self._loop.call_soon(self._run_inline)
         return item.future
 
     def close(self, wait: bool = True) -> None:
@@ -177,6 +191,13 @@ class Scheduler:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        if self.inline:
+            # drain what is queued now, without waiting for fuller batches
+            self._loop.call_soon_threadsafe(self._run_inline)
+            if wait and not _on_loop(self._loop):
+                with self._cond:
+                    while self.pending_count():
+                        self._cond.wait(0.005)
         if wait:
             for t in self._threads:
                 t.join()
@@ -243,27 +264,64 @@ class Scheduler:
                     return self._take(n)
                 self._cond.wait(max(wake - now, 1000) / 1e9)
 
+    def _execute(self, instance: ModelInstance, batch: list[Pending]) -> tuple[list[Result], BatchRecord]:
+        timing = Timing()
+        start = now_ns()
+        try:
+            results: list[Result] = list(instance.execute([p.request for p in batch], timing))
+            if len(results) != len(batch):
+                raise Internal(f"backend returned {len(results)} results for {len(batch)} requests")
+        except SonicError as exc:
+            results = [exc] * len(batch)
+        except Exception as exc:  # a backend bug must not kill the instance thread
+            results = [Internal(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")] * len(batch)
+        end = now_ns()
+        if not (timing.input_ns or timing.infer_ns or timing.output_ns):
+            timing.infer_ns = end - start
+        size = sum(p.request.batch_size for p in batch)
+        return results, BatchRecord(size, start, end, timing)
+
     def _run(self, instance: ModelInstance) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            timing = Timing()
-            start = now_ns()
-            try:
-                results: list[Result] = list(instance.execute([p.request for p in batch], timing))
-                if len(results) != len(batch):
-                    raise Internal(f"backend returned {len(results)} results for {len(batch)} requests")
-            except SonicError as exc:
-                results = [exc] * len(batch)
-            except Exception as exc:  # a backend bug must not kill the instance thread
-                results = [Internal(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")] * len(batch)
-            end = now_ns()
-            if not (timing.input_ns or timing.infer_ns or timing.output_ns):
-                timing.infer_ns = end - start
-            size = sum(p.request.batch_size for p in batch)
-            record = BatchRecord(size, start, end, timing)
+            results, record = self._execute(instance, batch)
             self._loop.call_soon_threadsafe(self._complete, batch, results, record)
+
+    # -- inline execution (tiny models, on the loop) ------------------------------------------
+
+    def _run_inline(self) -> None:
+        """Run what queued up during this loop iteration as batches, on the loop thread.
+
+        For models that compute in a few µs a thread hand-off costs more than the model; here
+        a batch is whatever the edges parsed since the last iteration. A queue delay, if
+        configured, is waited with a loop timer (ms resolution).
+        """
+        self._inline_scheduled = False
+        instance = self._instances[0]
+        while True:
+            with self._cond:
+                now = now_ns()
+                if self._has_timeouts:
+                    expired = self._expire(now)
+                    if expired:
+                        self._fail(expired, Unavailable("Request timeout expired"))
+                ordered = self._ordered()
+                if not ordered:
+                    return
+                n, wake = plan_batch(ordered, self.policy, now)
+                if not n and self._closing:
+                    n = plan_batch(ordered, BatchPolicy(self.policy.max_batch_size, True), now)[0]
+                if not n:
+                    delay = max(wake - now, 0) / 1e9
+                    self._loop.call_later(delay, self._run_inline)
+                    self._inline_scheduled = True
+                    return
+                batch = self._take(n)
+                self._executing += n
+            results, record = self._execute(instance, batch)
+            self._complete(batch, results, record)
 
     # -- back on the loop --------------------------------------------------------------------
 

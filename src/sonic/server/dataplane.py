@@ -306,6 +306,8 @@ class DataPlane:
             ):
                 getattr(st, field).count = d.count
                 getattr(st, field).ns = d.ns
+            st.cache_hit.SetInParent()  # no response cache: zeros, present as in Triton
+            st.cache_miss.SetInParent()
             for size in sorted(s.batches):
                 b = s.batches[size]
                 bs = msg.batch_stats.add(batch_size=size)
@@ -380,7 +382,7 @@ class DataPlane:
         self, model: str = "", updates: dict[str, list[str] | None] | None = None
     ) -> dict[str, list[str]]:
         if model and model not in self.models.repository.models() and model not in self.models.entries:
-            raise NotFound(f"Request for unknown model: '{model}' is not found")
+            raise InvalidArgument(f"Request for unknown model : {model}")
         current = self._trace.setdefault(model, {}) if model else self._trace[""]
         for key, value in (updates or {}).items():
             if key not in _TRACE_DEFAULTS:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from sonic.backends.base import InstanceSpec, LoadContext, backend_class, backend_name
-from sonic.protocol.datatypes import config_to_v2
+from sonic.backends.base import BackendRequest, InstanceSpec, LoadContext, Timing, backend_class, backend_name
+from sonic.protocol.datatypes import config_to_v2, numpy_dtype
 from sonic.protocol.errors import (
     Internal,
     InvalidArgument,
@@ -131,6 +133,49 @@ def _labels(model_dir: Path, outputs: dict[str, TensorSpec]) -> dict[str, list[s
                 raise NotFound(f"label file {path} named by output '{spec.name}' does not exist")
             labels[spec.name] = path.read_text().splitlines()
     return labels
+
+
+INLINE_BELOW_NS = 100_000
+
+
+def runs_inline(name: str, config: Any, instances: list[Any], specs: dict[str, TensorSpec]) -> bool:
+    """Whether a model runs on the event loop instead of instance threads.
+
+    Config ``parameters { key: "execution" value { string_value: "loop" | "thread" | "auto" } }``;
+    ``auto`` (the default) times a zero batch of one on the first instance and runs models that
+    compute in under 100 µs on the loop, where a thread hand-off would cost more than the
+    model. Python models default to threads: user code may block.
+    """
+    mode = config.parameters["execution"].string_value if "execution" in config.parameters else "auto"
+    if mode not in ("auto", "loop", "thread"):
+        raise InvalidArgument(
+            f"model '{name}': parameter execution='{mode}'; expected 'auto', 'loop' or 'thread'"
+        )
+    if mode != "auto":
+        return mode == "loop"
+    if backend_name(config) != "onnxruntime" or any(s.datatype in ("BYTES", "BF16") for s in specs.values()):
+        return False
+    batch = (1,) if config.max_batch_size > 0 else ()
+    inputs = {
+        s.name: np.zeros(
+            batch + tuple(1 if d < 0 else d for d in (s.reshape or s.dims)), numpy_dtype(s.datatype)
+        )
+        for s in specs.values()
+    }
+    request = BackendRequest(inputs, tuple(o.name for o in config.output), 1)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter_ns()
+        instances[0].execute([request], Timing())
+        times.append(time.perf_counter_ns() - t0)
+    cost = sorted(times)[3]
+    log.info(
+        "model '%s': %.0f µs per batch of one; runs %s",
+        name,
+        cost / 1000,
+        "on the event loop" if cost < INLINE_BELOW_NS else "in instance threads",
+    )
+    return cost < INLINE_BELOW_NS
 
 
 class ModelManager:
@@ -257,11 +302,10 @@ class ModelManager:
         await self._retire(old)
 
     async def unload(self, name: str) -> None:
-        if name not in self.entries and name not in self.repository.models():
-            raise NotFound(
-                f"failed to unload '{name}', no version is available"
-                + nearest(name, self.repository.models())
-            )
+        """Unload every version; unloading a model that is not loaded succeeds (as Triton)."""
+        if name not in self.entries:
+            log.info("unload of '%s': not loaded", name)
+            return
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             entry = self.entries.setdefault(name, ModelEntry(name))
@@ -332,15 +376,23 @@ class ModelManager:
                         inst.close()
                     raise
                 stats = ModelStats()
-                outputs = _specs(config.output)
-                sched = Scheduler(f"{name}:{v}", instances, batch_policy(config), self.loop, stats.on_batch)
+                inputs, outputs = _specs(config.input), _specs(config.output)
+                try:
+                    inline = runs_inline(name, config, instances, inputs)
+                except BaseException:
+                    for inst in instances:
+                        inst.close()
+                    raise
+                sched = Scheduler(
+                    f"{name}:{v}", instances, batch_policy(config), self.loop, stats.on_batch, inline
+                )
                 built[v] = ModelVersion(
                     name,
                     v,
                     config,
                     config.platform or backend_name(config),
                     config.max_batch_size,
-                    _specs(config.input),
+                    inputs,
                     outputs,
                     sched,
                     stats,

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sonic.protocol.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unsupported, nearest
+from sonic.protocol.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unsupported, nearest
 from sonic.protocol.types import ShmRef
 
 SHM_DIR = Path("/dev/shm")
@@ -38,8 +38,8 @@ class SystemSharedMemory:
 
     def _check_allowed(self) -> None:
         if not self.allowed:
-            raise Unavailable(
-                "client shared memory is disabled on this server; start it with --allow-client-shm"
+            raise Unsupported(
+                "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."
             )
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
@@ -56,7 +56,9 @@ class SystemSharedMemory:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
-            raise NotFound(f"Unable to open shared memory region: '{key}' does not exist") from None
+            raise Internal(
+                f"Unable to open shared memory region: '{key}' (no such object in {SHM_DIR})"
+            ) from None
         except OSError as exc:
             raise InvalidArgument(f"Unable to open shared memory region '{key}': {exc.strerror}") from None
         try:
@@ -82,7 +84,6 @@ class SystemSharedMemory:
                     region.mm.close()
 
     def status(self, name: str = "") -> list[Region]:
-        self._check_allowed()
         if name:
             return [self._get(name)]
         return list(self._regions.values())
@@ -92,7 +93,7 @@ class SystemSharedMemory:
             return self._regions[name]
         except KeyError:
             raise NotFound(
-                f"Unable to find shared memory region: '{name}'" + nearest(name, self._regions)
+                f"Unable to find system shared memory region: '{name}'" + nearest(name, self._regions)
             ) from None
 
     def _slice(self, ref: ShmRef, what: str) -> memoryview:
@@ -106,11 +107,9 @@ class SystemSharedMemory:
         return memoryview(region.mm)[start : start + ref.byte_size]
 
     def read(self, ref: ShmRef, what: str) -> memoryview:
-        self._check_allowed()
         return self._slice(ref, what)
 
     def write(self, ref: ShmRef, data: bytes | memoryview, what: str) -> None:
-        self._check_allowed()
         view = self._slice(ref, what)
         if len(data) > len(view):
             raise InvalidArgument(

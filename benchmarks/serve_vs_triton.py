@@ -1,0 +1,176 @@
+"""sonic serve vs NVIDIA Triton, side by side in one run, measured by NVIDIA's perf_analyzer.
+
+    .venv/bin/python benchmarks/serve_vs_triton.py [--seconds 5] [--concurrency 16] [--quick]
+
+Models (sonic.zoo): the jet-tagger MLP (16→64→32→32→5) and the ProtoDUNE-like CNN (1×48×48 →
+4 classes), as ONNX. sonic serves them with its onnxruntime backend; Triton serves the same
+ONNX files from python-backend models running onnxruntime (the only backend the reference
+build has). Each server runs alone (one after the other), with one onnxruntime thread per
+instance, and perf_analyzer drives it over gRPC with batch 1. The script also measures
+in-process onnxruntime on the CNN at its best batch size with one thread (the ceiling a server
+can approach), and the servers' CPU time per request (all their processes, from psutil).
+
+Prints a table and the ratios the server issue asks for; writes benchmarks/results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from triton_ref import parse_perf_csv, run_perf_analyzer, run_triton, triton_available  # noqa: E402
+
+from sonic import zoo  # noqa: E402
+from sonic.server.process import ServerProcess  # noqa: E402
+
+
+@dataclass
+class Row:
+    server: str
+    model: str
+    protocol: str
+    concurrency: int
+    throughput: float
+    p50_us: float
+    p99_us: float
+    server_queue_us: float
+    server_compute_us: float
+    cpu_us_per_request: float
+
+
+def _cpu_seconds(pid: int) -> float:
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def perf(server: str, pid: int, url: str, model: str, protocol: str, concurrency: int,
+         seconds: float, extra: list[str] | None = None) -> Row:
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "perf.csv"
+        args = ["-m", model, "-u", url, "-i", protocol, "-b", "1",
+                "--concurrency-range", str(concurrency), "-p", str(int(seconds * 1000)),
+                "--max-trials", "6", "-f", str(csv), *(extra or [])]
+        run_perf_analyzer(["-m", model, "-u", url, "-i", protocol, "--concurrency-range",
+                           str(concurrency), "-p", "500", "--max-trials", "3"])  # warm-up
+        cpu0 = _cpu_seconds(pid)
+        t0 = time.perf_counter()
+        run_perf_analyzer(args, timeout=600)
+        wall = time.perf_counter() - t0
+        cpu = _cpu_seconds(pid) - cpu0
+        row = parse_perf_csv(csv)[0]
+    # perf_analyzer measures several windows; estimate the requests of the whole run from its
+    # throughput over the wall time (an upper bound on the CPU per request is what we want).
+    requests = max(row.throughput * wall, 1.0)
+    return Row(server, model, protocol, concurrency, row.throughput, row.p50_us, row.p99_us,
+               row.server_queue_us, row.server_compute_us, cpu / requests * 1e6)
+
+
+def inprocess_cnn(threads: int = 1, seconds: float = 3.0) -> dict[int, float]:
+    """Samples/s of onnxruntime in this process on the CNN, per batch size."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(zoo.cnn_onnx(), opts, providers=["CPUExecutionProvider"])
+    out = {}
+    for batch in (1, 4, 8, 16, 32):
+        x = np.random.default_rng(0).standard_normal((batch, 1, 48, 48)).astype(np.float32)
+        for _ in range(5):
+            sess.run(None, {"input": x})
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 5:
+            sess.run(None, {"input": x})
+            n += batch
+        out[batch] = n / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--instances", type=int, default=1, help="model instances on both servers")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    if not triton_available():
+        print("NVIDIA Triton is not available (../shared/tools/triton-reference)", file=sys.stderr)
+        return 2
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="sonic-bench-") as tmp:
+        sonic_repo = zoo.write_sonic_repository(Path(tmp) / "sonic", max_queue_delay_us=0,
+                                                instances=args.instances, intra_op_threads=1)
+        triton_repo = zoo.write_triton_python_repository(Path(tmp) / "triton", max_queue_delay_us=0,
+                                                         instances=args.instances, intra_op_num_threads=1)
+        with run_triton(triton_repo) as tri:
+            assert tri.process is not None
+            for model in ("mlp", "cnn"):
+                rows.append(perf("triton", tri.process.pid, tri.grpc_url, model, "grpc",
+                                 args.concurrency, args.seconds))
+                print(rows[-1], flush=True)
+        with ServerProcess(sonic_repo) as srv:
+            assert srv.proc is not None
+            for model in ("mlp", "cnn"):
+                rows.append(perf("sonic", srv.proc.pid, srv.grpc_url, model, "grpc",
+                                 args.concurrency, args.seconds))
+                print(rows[-1], flush=True)
+            rows.append(perf("sonic", srv.proc.pid, srv.http_url, "mlp", "http",
+                             args.concurrency, args.seconds))
+            print(rows[-1], flush=True)
+    ceiling = inprocess_cnn(threads=1)
+    best = max(ceiling.values())
+
+    print()
+    print(f"{'server':<8}{'model':<6}{'proto':<6}{'c':>4}{'infer/s':>10}{'p50 µs':>9}{'p99 µs':>9}"
+          f"{'queue µs':>10}{'compute µs':>12}{'CPU µs/req':>12}")
+    for r in rows:
+        print(f"{r.server:<8}{r.model:<6}{r.protocol:<6}{r.concurrency:>4}{r.throughput:>10.0f}"
+              f"{r.p50_us:>9.0f}{r.p99_us:>9.0f}{r.server_queue_us:>10.0f}{r.server_compute_us:>12.0f}"
+              f"{r.cpu_us_per_request:>12.1f}")
+    print("\nin-process onnxruntime CNN, 1 thread, samples/s by batch:",
+          {b: round(v) for b, v in ceiling.items()})
+
+    def get(server: str, model: str, protocol: str = "grpc") -> Row:
+        return next(r for r in rows if (r.server, r.model, r.protocol) == (server, model, protocol))
+
+    ratios = {
+        "mlp grpc throughput sonic/triton": get("sonic", "mlp").throughput / get("triton", "mlp").throughput,
+        "mlp grpc p99 sonic/triton": get("sonic", "mlp").p99_us / get("triton", "mlp").p99_us,
+        "cnn grpc throughput sonic/in-process best": get("sonic", "cnn").throughput / best,
+        "cnn grpc throughput triton/in-process best": get("triton", "cnn").throughput / best,
+        "cnn grpc throughput sonic/triton": get("sonic", "cnn").throughput / get("triton", "cnn").throughput,
+        "cnn grpc p99 sonic/triton": get("sonic", "cnn").p99_us / get("triton", "cnn").p99_us,
+    }
+    print()
+    for k, v in ratios.items():
+        print(f"{k:<45}{v:6.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.out / f"serve_vs_triton-{stamp}.json"
+    path.write_text(json.dumps({"rows": [asdict(r) for r in rows], "inprocess_cnn": ceiling,
+                                "ratios": ratios, "args": {k: str(v) for k, v in vars(args).items()}},
+                               indent=2))
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
