@@ -98,9 +98,11 @@ class PythonInstance(ModelInstance):
                 ) from exc
 
     def execute(self, requests: Sequence[BackendRequest], timing: Timing) -> list[Result]:
-        t0 = now_ns()
         try:
-            results = self._execute_arrays(requests) if self._array_style else self._execute_triton(requests)
+            if self._array_style:
+                results = self._execute_arrays(requests, timing)
+            else:
+                results = self._execute_triton(requests, timing)
         except SonicError:
             raise
         except Exception as exc:
@@ -108,11 +110,15 @@ class PythonInstance(ModelInstance):
                 f"Failed to process the request(s) for model '{self.ctx.instance.name}', "
                 f"message: {type(exc).__name__}: {exc}"
             ) from exc
-        timing.infer_ns = now_ns() - t0
         return results
 
-    def _execute_arrays(self, requests: Sequence[BackendRequest]) -> list[Result]:
-        outputs = self.model.execute(merge_inputs(requests))
+    def _execute_arrays(self, requests: Sequence[BackendRequest], timing: Timing) -> list[Result]:
+        t0 = now_ns()
+        merged = merge_inputs(requests)
+        t1 = now_ns()
+        outputs = self.model.execute(merged)
+        t2 = now_ns()
+        timing.input_ns, timing.infer_ns = t1 - t0, t2 - t1
         if not isinstance(outputs, dict):
             raise Internal(
                 f"model '{self.ctx.model_name}': SonicModel.execute must return a dict of arrays, "
@@ -123,9 +129,12 @@ class PythonInstance(ModelInstance):
         missing = {n for r in requests for n in r.requested} - outputs.keys()
         if missing:
             raise Internal(f"model '{self.ctx.model_name}' did not return outputs {sorted(missing)}")
-        return split_outputs(outputs, requests)
+        results = split_outputs(outputs, requests)
+        timing.output_ns = now_ns() - t2
+        return results
 
-    def _execute_triton(self, requests: Sequence[BackendRequest]) -> list[Result]:
+    def _execute_triton(self, requests: Sequence[BackendRequest], timing: Timing) -> list[Result]:
+        t0 = now_ns()
         pb_requests = [
             pb_utils.InferenceRequest(
                 [pb_utils.Tensor(n, a) for n, a in r.inputs.items()],
@@ -135,7 +144,10 @@ class PythonInstance(ModelInstance):
             )
             for r in requests
         ]
+        t1 = now_ns()
         responses = self.model.execute(pb_requests)
+        t2 = now_ns()
+        timing.input_ns, timing.infer_ns = t1 - t0, t2 - t1
         if responses is None or len(responses) != len(requests):
             n = "None" if responses is None else str(len(responses))
             raise Internal(
@@ -157,6 +169,7 @@ class PythonInstance(ModelInstance):
                 )
                 continue
             results.append({n: tensors[n] for n in req.requested})
+        timing.output_ns = now_ns() - t2
         return results
 
     def close(self) -> None:

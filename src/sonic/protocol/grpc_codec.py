@@ -243,9 +243,7 @@ def decode_infer_request(msg: Any) -> InferRequest:
             array = _array_from_raw("input", name, datatype, shape, raw[i if positional else k])
             k += 1
         elif t.HasField("contents"):
-            array = _array_from_contents(
-                f"input tensor '{name}'", model, datatype, shape, t.contents
-            )
+            array = _array_from_contents(f"input tensor '{name}'", model, datatype, shape, t.contents)
         elif element_count(shape) == 0:
             array = _array_from_raw("input", name, datatype, shape, b"")
         else:
@@ -268,7 +266,7 @@ def encode_infer_response(resp: InferResponse) -> Any:
 
     Like Triton, every output gets a ``raw_output_contents`` entry so entries stay aligned
     with ``outputs`` by position (tritonclient's ``as_numpy`` indexes them so); an output in
-    shared memory gets an empty entry and its ``shared_memory_*`` parameters.
+    shared memory gets an empty entry and no parameters (as Triton).
     """
     outputs = []
     raws: list[bytes] = []
@@ -277,7 +275,6 @@ def encode_infer_response(resp: InferResponse) -> Any:
         if o.parameters:
             params_to_pb(o.parameters, t.parameters)
         if o.shm is not None:
-            params_to_pb(_shm_params(o.shm), t.parameters)
             raws.append(b"")
         elif o.data is None:
             raise Internal(f"output '{o.name}' has neither data nor shared memory")
@@ -366,9 +363,7 @@ def decode_infer_response(msg: Any) -> InferResponse:
                 f"expected {len(outs)} raw_output_contents entries for {len(outs)} outputs of "
                 f"model '{model}', got {nraw}"
             )
-    resp = InferResponse(
-        model, msg.model_version, msg.id, parameters=params_from_pb(msg.parameters)
-    )
+    resp = InferResponse(model, msg.model_version, msg.id, parameters=params_from_pb(msg.parameters))
     k = 0
     for i, o in enumerate(outs):
         name = o.name

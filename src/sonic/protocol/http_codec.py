@@ -73,9 +73,7 @@ except ImportError:  # pragma: no cover - exercised only without tritonclient
     _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 # Fixed-size datatypes -> numpy dtype; BF16 is added lazily (ml_dtypes), BYTES is special.
-_DTYPES: dict[str, np.dtype[Any]] = {
-    dt: numpy_dtype(dt) for dt in DATATYPES if dt not in ("BYTES", "BF16")
-}
+_DTYPES: dict[str, np.dtype[Any]] = {dt: numpy_dtype(dt) for dt in DATATYPES if dt not in ("BYTES", "BF16")}
 _VALID_DATATYPES = frozenset(DATATYPES)
 _INT_KINDS = "iu"
 _MAX_DIM = 2**63 - 1
@@ -101,9 +99,7 @@ def _bf16_dtype() -> np.dtype[Any]:
     try:
         import ml_dtypes  # only BF16 needs it
     except ImportError:  # pragma: no cover - ml_dtypes ships with tritonclient
-        raise InvalidArgument(
-            "BF16 tensors need the ml_dtypes package (pip install ml_dtypes)"
-        ) from None
+        raise InvalidArgument("BF16 tensors need the ml_dtypes package (pip install ml_dtypes)") from None
     return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]
 
 
@@ -161,9 +157,7 @@ def _raw_from_array(
 
 
 def _has_shm(params: Mapping[str, object]) -> bool:
-    return bool(params) and (
-        SHM_REGION in params or SHM_BYTE_SIZE in params or SHM_OFFSET in params
-    )
+    return bool(params) and (SHM_REGION in params or SHM_BYTE_SIZE in params or SHM_OFFSET in params)
 
 
 def _shm_from_params(owner: str, params: dict[str, Any]) -> ShmRef | None:
@@ -173,24 +167,16 @@ def _shm_from_params(owner: str, params: dict[str, Any]) -> ShmRef | None:
     size = params.pop(SHM_BYTE_SIZE, None)
     if region is None:
         if size is not None or offset != 0:
-            raise InvalidArgument(
-                f"{owner} gives shared-memory offset/byte size but no '{SHM_REGION}'"
-            )
+            raise InvalidArgument(f"{owner} gives shared-memory offset/byte size but no '{SHM_REGION}'")
         return None
     if not isinstance(region, str) or not region:
         raise InvalidArgument(f"{owner}: '{SHM_REGION}' must be a non-empty string")
     if size is None:
-        raise InvalidArgument(
-            f"{owner} uses shared-memory region '{region}' but gives no '{SHM_BYTE_SIZE}'"
-        )
+        raise InvalidArgument(f"{owner} uses shared-memory region '{region}' but gives no '{SHM_BYTE_SIZE}'")
     if type(size) is not int or size < 0:
-        raise InvalidArgument(
-            f"{owner}: '{SHM_BYTE_SIZE}' must be a non-negative integer, got {size!r}"
-        )
+        raise InvalidArgument(f"{owner}: '{SHM_BYTE_SIZE}' must be a non-negative integer, got {size!r}")
     if type(offset) is not int or offset < 0:
-        raise InvalidArgument(
-            f"{owner}: '{SHM_OFFSET}' must be a non-negative integer, got {offset!r}"
-        )
+        raise InvalidArgument(f"{owner}: '{SHM_OFFSET}' must be a non-negative integer, got {offset!r}")
     return ShmRef(region, offset, size)
 
 
@@ -230,9 +216,7 @@ def _parse_json(header: bytes, what: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as e:
         raise InvalidArgument(f"failed to parse the {what} JSON: {e}") from None
     if not isinstance(obj, dict):
-        raise InvalidArgument(
-            f"the {what} JSON must be an object, got {type(obj).__name__}"
-        )
+        raise InvalidArgument(f"the {what} JSON must be an object, got {type(obj).__name__}")
     return obj
 
 
@@ -241,23 +225,18 @@ def _params(owner: str, value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidArgument(
-            f"'parameters' of {owner} must be a JSON object, got {type(value).__name__}"
-        )
+        raise InvalidArgument(f"'parameters' of {owner} must be a JSON object, got {type(value).__name__}")
     for key, v in value.items():
         if not isinstance(v, _SCALARS):
             raise InvalidArgument(
-                f"parameter '{key}' of {owner} must be a boolean, number or string, "
-                f"got {type(v).__name__}"
+                f"parameter '{key}' of {owner} must be a boolean, number or string, got {type(v).__name__}"
             )
     return dict(value)
 
 
 def _name(kind: str, index: int, item: object) -> tuple[str, dict[str, Any]]:
     if not isinstance(item, dict):
-        raise InvalidArgument(
-            f"{kind}s[{index}] must be a JSON object, got {type(item).__name__}"
-        )
+        raise InvalidArgument(f"{kind}s[{index}] must be a JSON object, got {type(item).__name__}")
     name = item.get("name")
     if not isinstance(name, str):
         raise InvalidArgument(f"{kind}s[{index}] has no 'name'; expected a string")
@@ -297,23 +276,18 @@ def _flatten_strings(owner: str, data: list[Any]) -> list[bytes]:
                 break
             else:
                 raise InvalidArgument(
-                    f"{owner} is BYTES but its 'data' holds a {type(item).__name__}; "
-                    "expected strings"
+                    f"{owner} is BYTES but its 'data' holds a {type(item).__name__}; expected strings"
                 )
         else:
             stack.pop()
     return out
 
 
-def _array_from_json(
-    owner: str, datatype: str, shape: tuple[int, ...], data: object
-) -> npt.NDArray[Any]:
+def _array_from_json(owner: str, datatype: str, shape: tuple[int, ...], data: object) -> npt.NDArray[Any]:
     """JSON ``data`` (flat or nested lists) -> array of ``shape``, strictly typed:
     integers for integer types, true/false for BOOL, numbers for floats, strings for BYTES."""
     if not isinstance(data, list):
-        raise InvalidArgument(
-            f"{owner} has 'data' of type {type(data).__name__}; expected a JSON array"
-        )
+        raise InvalidArgument(f"{owner} has 'data' of type {type(data).__name__}; expected a JSON array")
     count = element_count(shape)
     if datatype == "BYTES":
         if all(type(s) is str for s in data):
@@ -322,17 +296,14 @@ def _array_from_json(
             flat = _flatten_strings(owner, data)
         if len(flat) != count:
             raise InvalidArgument(
-                f"{owner} has {len(flat)} elements in 'data' but shape {list(shape)} needs "
-                f"{count}"
+                f"{owner} has {len(flat)} elements in 'data' but shape {list(shape)} needs {count}"
             )
         arr = np.empty(count, dtype=np.object_)
         arr[:] = flat
         return arr.reshape(shape)
     dtype = _DTYPES.get(datatype)
     if dtype is None:
-        raise InvalidArgument(
-            f"{owner} is {datatype}, which JSON cannot carry; send it as binary data"
-        )
+        raise InvalidArgument(f"{owner} is {datatype}, which JSON cannot carry; send it as binary data")
     try:
         arr = np.array(data)
     except (ValueError, TypeError, OverflowError):
@@ -351,15 +322,11 @@ def _array_from_json(
         return _big_ints_from_json(owner, datatype, dtype, data, shape)
     if arr.dtype.kind not in _JSON_KINDS[dtype.kind]:
         want = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}[dtype.kind]
-        raise InvalidArgument(
-            f"{owner} is {datatype}; expected {want} in 'data', got {_json_kind(arr)}"
-        )
+        raise InvalidArgument(f"{owner} is {datatype}; expected {want} in 'data', got {_json_kind(arr)}")
     if dtype.kind in _INT_KINDS:
         info = np.iinfo(dtype)
         if arr.min() < info.min or arr.max() > info.max:
-            raise InvalidArgument(
-                f"{owner} has 'data' outside the {datatype} range [{info.min}, {info.max}]"
-            )
+            raise InvalidArgument(f"{owner} has 'data' outside the {datatype} range [{info.min}, {info.max}]")
     return arr.astype(dtype, copy=False).reshape(shape)
 
 
@@ -369,11 +336,14 @@ def _big_ints_from_json(
     values = np.array(data, dtype=np.object_).reshape(-1).tolist()
     for v in values:
         if type(v) is not int:
-            got = "booleans" if type(v) is bool else "non-integer numbers" if isinstance(
-                v, float) else f"a {type(v).__name__}"
-            raise InvalidArgument(
-                f"{owner} is {datatype}; expected integers in 'data', got {got}"
+            got = (
+                "booleans"
+                if type(v) is bool
+                else "non-integer numbers"
+                if isinstance(v, float)
+                else f"a {type(v).__name__}"
             )
+            raise InvalidArgument(f"{owner} is {datatype}; expected integers in 'data', got {got}")
     try:
         return np.array(values, dtype=dtype).reshape(shape)
     except OverflowError:
@@ -401,10 +371,7 @@ def _json_from_array(datatype: str, array: npt.NDArray[Any]) -> list[Any] | None
     are not UTF-8): such a tensor goes out binary instead."""
     if datatype == "BYTES":
         try:
-            return [
-                item.decode() if isinstance(item, bytes) else str(item)
-                for item in array.reshape(-1)
-            ]
+            return [item.decode() if isinstance(item, bytes) else str(item) for item in array.reshape(-1)]
         except UnicodeDecodeError:
             return None
     if datatype == "BF16":
@@ -488,8 +455,12 @@ def decode_infer_request(
         elif data is not None:
             if shm is not None:
                 raise InvalidArgument(
-                    f"{owner} has both 'data' and shared memory; expected exactly one source "
-                    "of tensor data"
+                    f"{owner} has both 'data' and shared memory; expected exactly one source of tensor data"
+                )
+            if datatype == "FP16":  # as Triton: JSON numbers cannot carry half precision exactly
+                raise InvalidArgument(
+                    "receiving FP16 data via JSON is not supported. Please use the binary data "
+                    f"format for input {name}"
                 )
             array = _array_from_json(owner, datatype, shape, data)
         elif shm is None:
@@ -521,26 +492,22 @@ def _requested_output(owner: str, name: str, params: dict[str, Any]) -> Requeste
         raise InvalidArgument(f"{owner}: '{BINARY_DATA}' must be true or false, got {binary!r}")
     classes = params.pop(CLASSIFICATION, 0)
     if type(classes) is not int or classes < 0:
-        raise InvalidArgument(
-            f"{owner}: '{CLASSIFICATION}' must be a non-negative integer, got {classes!r}"
-        )
+        raise InvalidArgument(f"{owner}: '{CLASSIFICATION}' must be a non-negative integer, got {classes!r}")
     shm = _shm_from_params(owner, params) if _has_shm(params) else None
     if shm is not None and classes:
         raise InvalidArgument(f"{owner}: a classification output cannot be in shared memory")
     return RequestedOutput(name, binary, classes, shm, params)
 
 
-def encode_infer_response(
-    resp: InferResponse, default_binary: bool
-) -> tuple[list[Chunk], int | None]:
+def encode_infer_response(resp: InferResponse, default_binary: bool) -> tuple[list[Chunk], int | None]:
     """Encode a response body: ``(chunks, header_length)``.
 
     Each output goes binary if ``OutputTensor.binary_data`` is True, as JSON if False, else
     as ``default_binary`` says (the edge passes the request's ``binary_data_output``).
     ``header_length`` is None when no output is binary: the body is then pure JSON and the
     edge sends no ``Inference-Header-Content-Length``. Outputs written to shared memory carry
-    their shm parameters and no data, as Triton answers. BYTES that are not UTF-8 and BF16
-    cannot be JSON; they go binary, which clients handle per output.
+    no data and no parameters, as Triton answers (perf_analyzer relies on that). BYTES that are
+    not UTF-8 and BF16 cannot be JSON; they go binary, which clients handle per output.
     """
     outputs: list[dict[str, Any]] = []
     chunks: list[Chunk] = [b""]
@@ -548,7 +515,7 @@ def encode_infer_response(
         t: dict[str, Any] = {"name": o.name, "datatype": o.datatype, "shape": list(o.shape)}
         params: dict[str, ParamValue] = dict(o.parameters)
         if o.shm is not None:
-            params.update(_shm_params(o.shm))
+            pass  # written to the client's region: name, datatype and shape only (as Triton)
         elif o.data is None:
             raise Internal(f"output '{o.name}' has neither data nor shared memory")
         else:

@@ -127,9 +127,7 @@ def message_to_json_dict(msg: Any, *, include_defaults: bool = True) -> dict[str
     return d
 
 
-def json_dict_to_message(
-    d: dict[str, Any], msg_type: type[M], *, ignore_unknown_fields: bool = False
-) -> M:
+def json_dict_to_message(d: dict[str, Any], msg_type: type[M], *, ignore_unknown_fields: bool = False) -> M:
     """A JSON dict (proto or camelCase field names; 64-bit integers as numbers or strings;
     enums by name or number) -> a new message of ``msg_type``.
 
@@ -138,9 +136,7 @@ def json_dict_to_message(
     msg = msg_type()
     name = getattr(getattr(msg_type, "DESCRIPTOR", None), "full_name", msg_type.__name__)
     if not isinstance(d, dict):
-        raise InvalidArgument(
-            f"invalid JSON for {name}: expected an object, got {type(d).__name__}"
-        )
+        raise InvalidArgument(f"invalid JSON for {name}: expected an object, got {type(d).__name__}")
     try:
         json_format.ParseDict(d, msg, ignore_unknown_fields=ignore_unknown_fields)
     except json_format.ParseError as e:

@@ -47,6 +47,8 @@ class ServerOptions:
     repository_poll_secs: float = 15.0
     allow_client_shm: bool = False
     log_verbose: int = 0
+    #: The gRPC transport: "sonic" (own HTTP/2 on asyncio) or "grpcio" (the oracle).
+    grpc_impl: str = "grpcio"
 
 
 @dataclass
@@ -78,9 +80,17 @@ class Server:
         await self.models.start(o.load_models)
         self.dataplane.started = True
         if o.allow_grpc:
-            from sonic.server.grpc_edge import GrpcEdge
+            edge: Edge
+            if o.grpc_impl == "sonic":  # sonic's own HTTP/2 transport (sonic.server.h2)
+                from sonic.server.h2 import H2GrpcEdge
 
-            edge = GrpcEdge(self.dataplane)
+                edge = H2GrpcEdge(self.dataplane)
+            elif o.grpc_impl == "grpcio":
+                from sonic.server.grpc_edge import GrpcEdge
+
+                edge = GrpcEdge(self.dataplane)
+            else:
+                raise ValueError(f"unknown gRPC implementation {o.grpc_impl!r} (expected sonic or grpcio)")
             self.ports.grpc = await edge.start(o.host, o.grpc_port)
             self.edges.append(edge)
         if o.allow_http:
@@ -119,13 +129,13 @@ class Server:
 
     async def serve(self) -> None:
         """Start, print the ports line, run until SIGINT/SIGTERM, then stop gracefully."""
-        await self.start()
-        print(self.ports.line(self.options.host), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        print(self.ports.line(self.options.host), flush=True)  # handlers are in place: scripts may signal
         await stop.wait()
         log.info("shutting down")
         await self.stop()

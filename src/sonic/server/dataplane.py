@@ -24,8 +24,14 @@ from tritonclient.grpc import service_pb2 as pb
 
 from sonic import __version__
 from sonic.backends.base import BackendRequest, now_ns
-from sonic.protocol.datatypes import array_from_buffer, array_to_bytes, numpy_dtype
-from sonic.protocol.errors import Code, InvalidArgument, NotFound, SonicError, nearest
+from sonic.protocol.datatypes import (
+    array_from_buffer,
+    array_to_bytes,
+    element_count,
+    element_size,
+    numpy_dtype,
+)
+from sonic.protocol.errors import Code, Internal, InvalidArgument, NotFound, SonicError, nearest
 from sonic.protocol.types import InferRequest, InferResponse, InputTensor, OutputTensor, RequestedOutput
 from sonic.server.models import ModelManager, ModelVersion, TensorSpec
 from sonic.server.shm import SystemSharedMemory, cuda_unsupported
@@ -177,7 +183,7 @@ class DataPlane:
                     f"unexpected inference input '{t.name}' for model '{mv.name}'" + nearest(t.name, specs)
                 )
             if t.name in arrays:
-                raise InvalidArgument(f"input '{t.name}' given more than once for model '{mv.name}'")
+                raise InvalidArgument(f"{_rid(req)}input '{t.name}' already exists in request")
             if t.datatype != spec.datatype:
                 raise InvalidArgument(
                     f"{_rid(req)}inference input '{t.name}' data-type is '{t.datatype}', but model "
@@ -200,8 +206,8 @@ class DataPlane:
                     )
                 if batch and b != batch:
                     raise InvalidArgument(
-                        f"input '{t.name}' has batch size {b} but another input of the same request "
-                        f"has {batch}; all inputs of a request share the batch dimension"
+                        f"{_rid(req)}input '{t.name}' batch size does not match other inputs for "
+                        f"'{mv.name}' ({b} vs {batch}: all inputs of a request share the batch dimension)"
                     )
                 batch = b
             elif not _shape_ok(shape, spec.dims):
@@ -209,7 +215,7 @@ class DataPlane:
                     f"{_rid(req)}unexpected shape for input '{t.name}' for model '{mv.name}'. Expected "
                     f"{_dims(spec.dims)}, got {_dims(shape)}"
                 )
-            arr = self._input_array(t)
+            arr = self._input_array(mv, req, t)
             if spec.reshape is not None:
                 arr = arr.reshape(((batch,) if batched else ()) + spec.reshape)
             arrays[t.name] = arr
@@ -238,9 +244,15 @@ class DataPlane:
             key = tuple(sorted((n, a.shape[1:]) for n, a in arrays.items()))
         return BackendRequest(arrays, requested, batch or 1, req.id, req.parameters), key
 
-    def _input_array(self, t: InputTensor) -> npt.NDArray[Any]:
+    def _input_array(self, mv: ModelVersion, req: InferRequest, t: InputTensor) -> npt.NDArray[Any]:
         if t.shm is not None:
-            view = self.shm.read(t.shm, f"input '{t.name}'")
+            view = self.shm.read(t.shm)
+            size = element_size(t.datatype)
+            if size and len(view) != size * element_count(t.shape):
+                raise InvalidArgument(
+                    f"{_rid(req)}input byte size mismatch for input '{t.name}' for model '{mv.name}'. "
+                    f"Expected {size * element_count(t.shape)}, got {len(view)}"
+                )
             return array_from_buffer(t.name, t.datatype, t.shape, view)
         if t.data is None:
             raise InvalidArgument(
@@ -251,7 +263,11 @@ class DataPlane:
     def _respond(
         self, mv: ModelVersion, req: InferRequest, breq: BackendRequest, result: Any
     ) -> InferResponse:
-        wanted = req.outputs or [RequestedOutput(n) for n in breq.requested]
+        if req.outputs:  # answered in the model's output order, as Triton
+            order = mv.output_order
+            wanted = sorted(req.outputs, key=lambda o: order[o.name]) if len(req.outputs) > 1 else req.outputs
+        else:
+            wanted = [RequestedOutput(n) for n in breq.requested]
         batched = mv.max_batch_size > 0
         outputs: list[OutputTensor] = []
         for ro in wanted:
@@ -269,7 +285,7 @@ class DataPlane:
                     arr = np.asarray(arr).astype(want)
             out = OutputTensor(ro.name, datatype, tuple(arr.shape), arr, binary_data=ro.binary_data)
             if ro.shm is not None:
-                self.shm.write(ro.shm, array_to_bytes(datatype, arr), f"output '{ro.name}'")
+                self.shm.write(ro.shm, array_to_bytes(datatype, arr), ro.name)
                 out.data, out.shm = None, ro.shm
             outputs.append(out)
         return InferResponse(mv.name, str(mv.version), req.id, outputs)
@@ -338,7 +354,10 @@ class DataPlane:
             try:
                 override = json_format.Parse(config_json, mc.ModelConfig())
             except json_format.ParseError as exc:
-                raise InvalidArgument(f"failed to load '{name}': invalid config override: {exc}") from None
+                raise Internal(
+                    f"failed to load '{name}', failed to poll from model repository: "
+                    f"invalid config override: {exc}"
+                ) from None
         model_dir = None
         if files:
             if override is None:

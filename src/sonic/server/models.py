@@ -60,6 +60,10 @@ class ModelVersion:
     stats: ModelStats
     model_dir: Path
     labels: dict[str, list[str]] = field(default_factory=dict)
+    output_order: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.output_order = {name: i for i, name in enumerate(self.outputs)}
 
 
 @dataclass(slots=True)
@@ -68,6 +72,7 @@ class ModelEntry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     state: str = ""  # "", LOADING, READY, UNLOADING, UNAVAILABLE
     reason: str = ""
+    unloaded: list[int] = field(default_factory=list)  # versions shown as UNAVAILABLE/unloaded
     fingerprint: Any = None
 
 
@@ -136,6 +141,10 @@ def _labels(model_dir: Path, outputs: dict[str, TensorSpec]) -> dict[str, list[s
 
 
 INLINE_BELOW_NS = 100_000
+
+
+class ConfigError(InvalidArgument):
+    """A model's configuration could not be read or is invalid."""
 
 
 def runs_inline(name: str, config: Any, instances: list[Any], specs: dict[str, TensorSpec]) -> bool:
@@ -240,6 +249,12 @@ class ModelManager:
                 for v in sorted(entry.versions):
                     rows.append({"name": name, "version": str(v), "state": "READY", "reason": ""})
             elif not ready_only:
+                if entry and entry.unloaded and entry.reason == "unloaded":
+                    for v in entry.unloaded:
+                        rows.append(
+                            {"name": name, "version": str(v), "state": "UNAVAILABLE", "reason": "unloaded"}
+                        )
+                    continue
                 row = {"name": name, "version": "", "state": "", "reason": ""}
                 if entry:
                     row["state"], row["reason"] = entry.state or "UNAVAILABLE", entry.reason
@@ -292,6 +307,12 @@ class ModelManager:
                 )
             try:
                 new, fp = await asyncio.to_thread(self._build, name, override)
+            except ConfigError as exc:  # the repository could not be read: Triton says INTERNAL
+                entry.state = "UNAVAILABLE" if not entry.versions else prev_state or "READY"
+                entry.reason = exc.message
+                raise Internal(
+                    f"failed to load '{name}', failed to poll from model repository: {exc.message}"
+                ) from exc
             except Exception as exc:
                 entry.state = "UNAVAILABLE" if not entry.versions else prev_state or "READY"
                 entry.reason = exc.message if isinstance(exc, SonicError) else f"{type(exc).__name__}: {exc}"
@@ -311,6 +332,7 @@ class ModelManager:
             entry = self.entries.setdefault(name, ModelEntry(name))
             old, entry.versions = entry.versions, {}
             entry.state, entry.reason = "UNAVAILABLE", "unloaded"
+            entry.unloaded = sorted(old) or entry.unloaded
         await self._retire(old)
         log.info("unloaded model '%s'", name)
 
@@ -352,7 +374,10 @@ class ModelManager:
     def _build(self, name: str, override: Any) -> tuple[dict[int, ModelVersion], Any]:
         model_dir = self._file_dirs.get(name) or self.repository.model_dir(name)
         fp = None if name in self._file_dirs else self.repository.fingerprint(name)
-        config = load_model_config(model_dir, override)
+        try:
+            config = load_model_config(model_dir, override)
+        except SonicError as exc:
+            raise ConfigError(exc.message) from exc
         if config.HasField("sequence_batching"):
             raise Unsupported(f"model '{name}': sequence_batching is not supported yet")
         if config.HasField("ensemble_scheduling"):

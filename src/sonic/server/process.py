@@ -54,6 +54,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.ports: dict[str, int] = {}
         self.log: deque[str] = deque(maxlen=200)
+        self._reader: threading.Thread | None = None
 
     @property
     def http_url(self) -> str:
@@ -91,7 +92,8 @@ class ServerProcess:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._reader = threading.Thread(target=pump, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + self.timeout
         while not ready.wait(0.05):
             if time.monotonic() > deadline:
@@ -110,6 +112,14 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
@@ -120,6 +130,7 @@ class ServerProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_pipe()
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -85,36 +85,38 @@ class SystemSharedMemory:
 
     def status(self, name: str = "") -> list[Region]:
         if name:
-            return [self._get(name)]
+            return [self._get(name, "system ")]
         return list(self._regions.values())
 
-    def _get(self, name: str) -> Region:
+    def _get(self, name: str, kind: str = "") -> Region:
         try:
             return self._regions[name]
         except KeyError:
+            # Triton's wording: "system shared memory region" from the status API, plain
+            # "shared memory region" on the inference path
             raise NotFound(
-                f"Unable to find system shared memory region: '{name}'" + nearest(name, self._regions)
+                f"Unable to find {kind}shared memory region: '{name}'" + nearest(name, self._regions)
             ) from None
 
-    def _slice(self, ref: ShmRef, what: str) -> memoryview:
+    def _slice(self, ref: ShmRef) -> memoryview:
         region = self._get(ref.region)
         if ref.offset < 0 or ref.byte_size < 0 or ref.offset + ref.byte_size > region.byte_size:
             raise InvalidArgument(
-                f"{what}: shared memory region '{ref.region}' is {region.byte_size} bytes; "
-                f"offset {ref.offset} + byte_size {ref.byte_size} is out of bounds"
+                f"Invalid offset + byte size for shared memory region: '{ref.region}' "
+                f"(offset {ref.offset} + byte_size {ref.byte_size} > region size {region.byte_size})"
             )
         start = region.offset + ref.offset
         return memoryview(region.mm)[start : start + ref.byte_size]
 
-    def read(self, ref: ShmRef, what: str) -> memoryview:
-        return self._slice(ref, what)
+    def read(self, ref: ShmRef) -> memoryview:
+        return self._slice(ref)
 
-    def write(self, ref: ShmRef, data: bytes | memoryview, what: str) -> None:
-        view = self._slice(ref, what)
+    def write(self, ref: ShmRef, data: bytes | memoryview, output: str) -> None:
+        view = self._slice(ref)
         if len(data) > len(view):
-            raise InvalidArgument(
-                f"{what}: {len(data)} bytes of output do not fit in shared memory region "
-                f"'{ref.region}' slice of {len(view)} bytes"
+            raise Internal(
+                f"shared memory size specified with the request for output '{output}' "
+                f"({len(view)} bytes) should be at least {len(data)} bytes to hold the results"
             )
         view[: len(data)] = data
 
