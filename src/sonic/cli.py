@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sonic.fpga.cli import register as register_fpga
+
 
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
@@ -56,6 +58,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="accept client system shared-memory regions (refused otherwise)",
     )
     p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--grpc-impl",
+        choices=["sonic", "grpcio"],
+        default="grpcio",
+        help="gRPC transport: sonic's own HTTP/2 on asyncio, or grpcio (default grpcio)",
+    )
 
 
 def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             repository_poll_secs=args.repository_poll_secs,
             allow_client_shm=args.allow_client_shm,
             log_verbose=args.log_verbose,
+            grpc_impl=args.grpc_impl,
         )
     )
 
@@ -128,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _demo_parser(sub)
+    register_fpga(sub)
     args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # subcommands registered by their own packages
+        return int(handler(args))
     handlers = {"serve": cmd_serve, "demo": cmd_demo}
     return handlers[args.command](args)

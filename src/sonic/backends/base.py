@@ -110,6 +110,7 @@ _REGISTRY: dict[str, type[ModelInstance]] = {}
 _LAZY: dict[str, str] = {
     "onnxruntime": "sonic.backends.onnxruntime",
     "python": "sonic.backends.python",
+    "hls4ml": "sonic.backends.hls4ml",
 }
 _PLATFORMS = {"onnxruntime_onnx": "onnxruntime"}
 
