@@ -410,7 +410,7 @@ def test_infer_identity_datatypes(
     client: httpclient.InferenceServerClient, datatype: str, values: np.ndarray[Any, Any]
 ) -> None:
     model = f"identity_{datatype.lower()}"
-    for binary_in in (True, False):
+    for binary_in in (True, False) if datatype != "FP16" else (True,):  # FP16 JSON: refused (Triton)
         # JSON carries UTF-8 strings only; binary BYTES may hold any bytes.
         arr = values[:, :3] if datatype == "BYTES" and not binary_in else values
         for binary_out in (True, False):
@@ -461,7 +461,8 @@ def test_infer_add_sub_two_outputs_mixed(client: httpclient.InferenceServerClien
     )
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
-    assert [o["name"] for o in result.get_response()["outputs"]] == ["OUTPUT1", "OUTPUT0"]
+    # outputs come in the model's order whatever the request's order, as Triton answers
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["OUTPUT0", "OUTPUT1"]
 
 
 def test_infer_errors(server: Server, client: httpclient.InferenceServerClient) -> None:
@@ -620,7 +621,9 @@ def test_repository_index_load_unload(server: Server, client: httpclient.Inferen
     try:
         assert client.is_model_ready("identity_fp32_nobatch") is False
         rows = [r for r in client.get_model_repository_index() if r["name"] == "identity_fp32_nobatch"]
-        assert rows == [{"name": "identity_fp32_nobatch", "state": "UNAVAILABLE", "reason": "unloaded"}]
+        assert rows == [
+            {"name": "identity_fp32_nobatch", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
+        ]
         status, _, body = _exchange(server.port, _request("POST", "/v2/repository/index", b'{"ready": true}'))
         assert status == 200
         assert "identity_fp32_nobatch" not in {r["name"] for r in json.loads(body)}
@@ -660,7 +663,8 @@ def test_load_with_config_override(client: httpclient.InferenceServerClient) -> 
     finally:
         client.load_model("add_sub")
     assert client.get_model_config("add_sub")["max_batch_size"] == 8
-    _expect_error(lambda: client.load_model("add_sub", config="{not json"), 400, "config")
+    # Triton: INTERNAL "failed to poll from model repository"; sonic adds why
+    _expect_error(lambda: client.load_model("add_sub", config="{not json"), 500, "failed to poll", "config")
 
 
 def test_load_model_files_over_http(server: Server, client: httpclient.InferenceServerClient) -> None:
@@ -739,10 +743,7 @@ def test_system_shared_memory(server: Server, client: httpclient.InferenceServer
         out.set_shared_memory("out_region", out_size)
         result = client.infer("mlp", [inp], outputs=[out])
         (resp_out,) = result.get_response()["outputs"]
-        assert resp_out["parameters"] == {
-            "shared_memory_region": "out_region",
-            "shared_memory_byte_size": out_size,
-        }
+        assert resp_out == {"name": "output", "datatype": "FP32", "shape": [2, 5]}  # as Triton
         y = shm.get_contents_as_numpy(h_out, np.float32, [2, 5])
         np.testing.assert_allclose(y, _mlp_reference(x), rtol=1e-5, atol=1e-6)
 

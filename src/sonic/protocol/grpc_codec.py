@@ -347,17 +347,22 @@ def encode_infer_request(req: InferRequest) -> Any:
     return msg
 
 
-def decode_infer_response(msg: Any) -> InferResponse:
+def decode_infer_response(msg: Any, shm_outputs: Mapping[str, ShmRef] | None = None) -> InferResponse:
     """``ModelInferResponse`` -> :class:`InferResponse` (the client side of
     :func:`encode_infer_response`). Accepts raw contents aligned by position (Triton) or
-    one per non-shm output, and typed contents when there are no raw contents."""
+    one per non-shm output, and typed contents when there are no raw contents.
+
+    Servers answer outputs written to shared memory with an empty raw entry and no parameters,
+    so only the client knows where they are: ``shm_outputs`` (name -> region slice it asked
+    for) marks them, and they come back with ``shm`` set and no data."""
+    shm_outputs = shm_outputs or {}
     model = msg.model_name
     raw = msg.raw_output_contents[:]
     nraw = len(raw)
     outs = msg.outputs[:]
     positional = nraw == len(outs)
     if nraw and not positional:
-        n_plain = sum(1 for o in outs if _SHM_REGION not in o.parameters)
+        n_plain = sum(1 for o in outs if _SHM_REGION not in o.parameters and o.name not in shm_outputs)
         if nraw != n_plain:
             raise InvalidArgument(
                 f"expected {len(outs)} raw_output_contents entries for {len(outs)} outputs of "
@@ -376,6 +381,8 @@ def decode_infer_response(msg: Any) -> InferResponse:
             raise InvalidArgument(f"{owner} of model '{model}' has negative shape {list(shape)}")
         params = params_from_pb(o.parameters)
         shm = _shm_from_params(owner, params) if _has_shm(params) else None
+        if shm is None and name in shm_outputs and not (positional and raw[i]):
+            shm = shm_outputs[name]
         out = OutputTensor(name, datatype, shape, shm=shm, parameters=params)
         if shm is None:
             if nraw:

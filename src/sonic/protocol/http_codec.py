@@ -571,7 +571,9 @@ def encode_infer_request(
             raise InvalidArgument(f"input '{t.name}' has neither data nor shared memory")
         else:
             _check_count("input", t.name, t.shape, t.data)
-            data = _json_from_array(t.datatype, t.data) if not binary_inputs else None
+            # FP16 inputs go binary: servers (Triton, sonic) refuse FP16 as JSON numbers
+            json_ok = not binary_inputs and t.datatype != "FP16"
+            data = _json_from_array(t.datatype, t.data) if json_ok else None
             if data is None:
                 raw = _raw_from_array("input", t.name, t.datatype, t.data)
                 params[BINARY_DATA_SIZE] = len(raw)
@@ -609,12 +611,17 @@ def encode_infer_request(
     return chunks, len(header)
 
 
-def decode_infer_response(body: bytes | memoryview, header_length: int | None) -> InferResponse:
+def decode_infer_response(
+    body: bytes | memoryview, header_length: int | None, shm_outputs: Mapping[str, ShmRef] | None = None
+) -> InferResponse:
     """Parse an infer response body (the client side of :func:`encode_infer_response`).
 
     Binary outputs are zero-copy views into ``body``; ``OutputTensor.binary_data`` records
-    how each output came (True binary, False JSON, None shared memory).
+    how each output came (True binary, False JSON, None shared memory). Servers answer an
+    output written to shared memory with its name, datatype and shape only, so the client
+    says which outputs it placed there (``shm_outputs``: name -> the slice it asked for).
     """
+    shm_outputs = shm_outputs or {}
     header, binary = _split_body(body, header_length, "response")
     obj = _parse_json(header, "response")
     model_name = obj.get("model_name", "")
@@ -636,6 +643,8 @@ def decode_infer_response(body: bytes | memoryview, header_length: int | None) -
         params = _params(owner, t.get("parameters"))
         shm = _shm_from_params(owner, params) if _has_shm(params) else None
         size = params.pop(BINARY_DATA_SIZE, None)
+        if shm is None and size is None and "data" not in t:
+            shm = shm_outputs.get(name)
         out = OutputTensor(name, datatype, shape, shm=shm, parameters=params)
         if size is not None:
             if type(size) is not int or size < 0:
