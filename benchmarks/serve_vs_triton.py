@@ -29,10 +29,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from triton_ref import parse_perf_csv, run_perf_analyzer, run_triton, triton_available  # noqa: E402
-
 from sonic import zoo  # noqa: E402
 from sonic.server.process import ServerProcess  # noqa: E402
+from triton_ref import parse_perf_csv, run_perf_analyzer, run_triton, triton_available  # noqa: E402
 
 
 @dataclass

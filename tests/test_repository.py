@@ -48,7 +48,7 @@ KIND_GPU = mc.ModelInstanceGroup.Kind.Value("KIND_GPU")
 def onnx_mlp(path: Path, batch: int | str = "N", *, initializer_as_input: bool = False) -> Path:
     """y = relu(x @ W + b), x: [batch, 4] FP32, y: [batch, 3]; batch is a dim_param or fixed."""
     onnx = pytest.importorskip("onnx")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     fp = onnx.TensorProto.FLOAT

@@ -8,7 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sonic.data.cli import register as register_data
 from sonic.fpga.cli import register as register_fpga
+from sonic.models.cli import register as register_train
 
 
 def _bool(text: str) -> bool:
@@ -61,8 +63,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--grpc-impl",
         choices=["sonic", "grpcio"],
-        default="grpcio",
-        help="gRPC transport: sonic's own HTTP/2 on asyncio, or grpcio (default grpcio)",
+        default="sonic",
+        help="gRPC transport: sonic's own HTTP/2 on asyncio (default), or grpcio",
     )
 
 
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _demo_parser(sub)
     register_fpga(sub)
+    register_data(sub)
+    register_train(sub)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:  # subcommands registered by their own packages

@@ -45,6 +45,7 @@ from sonic.protocol.types import (
     OutputTensor,
     Params,
     ParamValue,
+    ShmRef,
 )
 
 __all__ = [

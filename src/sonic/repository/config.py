@@ -316,7 +316,7 @@ def _add_tensors(field: Any, tensors: list[tuple[str, str, list[int]]], batching
 
 def _import_onnx(model_path: Path) -> Any:
     try:
-        import onnx  # noqa: PLC0415 - optional dependency, imported on first use
+        import onnx
     except ImportError:
         raise Unsupported(
             f"reading inputs and outputs from {model_path} needs the 'onnx' package: "
