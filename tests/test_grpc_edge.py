@@ -1,8 +1,10 @@
-"""The gRPC edge against NVIDIA's own tritonclient (sync and asyncio), over loopback.
+"""The gRPC edges against NVIDIA's own tritonclient (sync and asyncio), over loopback.
 
 A real :class:`DataPlane` over a real model repository (the zoo's ONNX MLP and the
 Triton-style python conformance models) runs in a background thread with its own event loop;
 the clients talk to it on 127.0.0.1 with a free port, exactly as they would talk to Triton.
+Every test runs against both transports of the one service: grpcio (``GrpcEdge``, on an
+asyncio loop) and sonic's own HTTP/2 (``H2GrpcEdge``, on uvloop as in ``sonic serve``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aiogrpcclient
 import tritonclient.utils.shared_memory as shm
+import uvloop
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from sonic import __version__, zoo
 from sonic.server.dataplane import DataPlane
 from sonic.server.grpc_edge import STATUS, GrpcEdge
+from sonic.server.h2 import H2GrpcEdge
 from sonic.server.models import ModelManager
 from sonic.server.shm import SystemSharedMemory
 
@@ -36,13 +40,15 @@ T = TypeVar("T")
 
 SLEEP_MS = 100
 TIMEOUT = 30.0
+#: The two transports of the gRPC service.
+IMPLS = ("grpcio", "sonic")
 
 
 class LoopThread:
     """An event loop running in a background thread."""
 
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, name: str, *, use_uvloop: bool = False) -> None:
+        self.loop = uvloop.new_event_loop() if use_uvloop else asyncio.new_event_loop()
         # Anything the loop reports (a callback that raised, a task whose error nobody read)
         # is a bug: the tests check that none happened.
         self.loop_errors: list[dict[str, Any]] = []
@@ -60,13 +66,16 @@ class LoopThread:
 
 
 class Server(LoopThread):
-    """A DataPlane + GrpcEdge on their own event loop in a background thread."""
+    """A DataPlane + a gRPC edge (``impl``) on their own event loop in a background thread."""
 
-    def __init__(self, repo: Path, mode: str) -> None:
-        super().__init__("grpc-edge-test-server")
+    def __init__(self, repo: Path, mode: str, impl: str = "grpcio") -> None:
+        super().__init__(f"grpc-edge-test-server-{impl}", use_uvloop=impl == "sonic")
+        self.impl = impl
         self.manager = ModelManager([repo], mode=mode)
         self.dataplane = DataPlane(self.manager, SystemSharedMemory(allowed=True))
-        self.edge = GrpcEdge(self.dataplane)
+        self.edge: GrpcEdge | H2GrpcEdge = (
+            GrpcEdge(self.dataplane) if impl == "grpcio" else H2GrpcEdge(self.dataplane)
+        )
         self.port = self.call(self._start())
         self.url = f"127.0.0.1:{self.port}"
 
@@ -103,9 +112,9 @@ def client_loop() -> Iterator[LoopThread]:
     assert lt.loop_errors == []
 
 
-@pytest.fixture(scope="module")
-def server(repo: Path, client_loop: LoopThread) -> Iterator[Server]:
-    srv = Server(repo, "explicit")
+@pytest.fixture(scope="module", params=IMPLS)
+def server(request: pytest.FixtureRequest, repo: Path, client_loop: LoopThread) -> Iterator[Server]:
+    srv = Server(repo, "explicit", request.param)
     try:
         yield srv
     finally:
@@ -159,7 +168,7 @@ def _stats(client: grpcclient.InferenceServerClient, model: str) -> Any:
 
 def test_every_method_of_the_service_has_a_handler(server: Server) -> None:
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-    handlers = server.edge.method_handlers()
+    handlers = GrpcEdge(server.dataplane).method_handlers()
     assert sorted(handlers) == sorted(m.name for m in service.methods)
     assert len(handlers) == 20
     assert handlers["ModelStreamInfer"].request_streaming
@@ -572,9 +581,10 @@ def test_load_model_from_files_and_config(client: grpcclient.InferenceServerClie
         grpc.StatusCode.INVALID_ARGUMENT,
         "without a 'config' parameter",
     )
-    _expect_error(
+    _expect_error(  # as Triton: a config that does not parse fails the load as INTERNAL
         lambda: client.load_model("mlp_bad", config="{not json"),
-        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.INTERNAL,
+        "failed to poll from model repository",
         "invalid config override",
     )
     # Unloading a model that is not loaded succeeds, as in Triton.
@@ -582,8 +592,9 @@ def test_load_model_from_files_and_config(client: grpcclient.InferenceServerClie
     assert not client.is_model_ready("never_heard_of")
 
 
-def test_load_refused_when_model_control_is_none(repo: Path) -> None:
-    srv = Server(repo, "none")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_load_refused_when_model_control_is_none(repo: Path, impl: str) -> None:
+    srv = Server(repo, "none", impl)
     try:
         with grpcclient.InferenceServerClient(srv.url) as c:
             assert c.is_model_ready("add_sub") is True
@@ -640,12 +651,12 @@ def test_system_shared_memory_round_trip(client: grpcclient.InferenceServerClien
         outputs[0].set_shared_memory(f"{tag}_out", nbytes)
         outputs[1].set_shared_memory(f"{tag}_out", nbytes, offset=nbytes)
         result = client.infer("add_sub", inputs, outputs=outputs)
-        # As Triton: an empty raw entry per output in shared memory, aligned by position.
+        # As Triton: an empty raw entry per output in shared memory, aligned by position, and
+        # no parameters echoed (the client knows where it asked for them).
         assert list(result.get_response().raw_output_contents) == [b"", b""]
         for name, offset, expected in (("OUTPUT0", 0, a + b), ("OUTPUT1", nbytes, a - b)):
             out = result.get_output(name)
-            assert out.parameters["shared_memory_region"].string_param == f"{tag}_out"
-            assert out.parameters["shared_memory_byte_size"].int64_param == nbytes
+            assert "shared_memory_region" not in out.parameters
             got = shm.get_contents_as_numpy(outputs_handle, np.float32, [2, 16], offset=offset)
             np.testing.assert_array_equal(got, expected)
 
@@ -813,10 +824,10 @@ def test_log_settings(client: grpcclient.InferenceServerClient) -> None:
 
 
 def test_port_is_not_shared_and_stop_releases_it(server: Server) -> None:
-    other = GrpcEdge(server.dataplane)
+    other = type(server.edge)(server.dataplane)
     with pytest.raises(OSError, match=str(server.port)):
         server.call(other.start("127.0.0.1", server.port))
-    fresh = GrpcEdge(server.dataplane)
+    fresh = type(server.edge)(server.dataplane)
     port = server.call(fresh.start("127.0.0.1", 0))
     assert port not in (0, server.port)
     with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as c:

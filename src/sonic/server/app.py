@@ -48,7 +48,7 @@ class ServerOptions:
     allow_client_shm: bool = False
     log_verbose: int = 0
     #: The gRPC transport: "sonic" (own HTTP/2 on asyncio) or "grpcio" (the oracle).
-    grpc_impl: str = "grpcio"
+    grpc_impl: str = "sonic"
 
 
 @dataclass

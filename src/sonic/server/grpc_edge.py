@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from sonic.protocol.errors import Code
+from sonic.protocol.errors import Code, SonicError
 from sonic.server.dataplane import DataPlane
 from sonic.server.grpc_service import GRPC_STATUS, METHODS, SERVICE, GrpcService, status_of
 
@@ -59,10 +59,11 @@ class GrpcEdge:
 
     def _unary(self, name: str) -> _Handler:
         call = self.service.call
+        parse = self.service.parse
 
-        async def handler(request: Any, context: Any) -> Any:
+        async def handler(request: bytes, context: Any) -> Any:
             try:
-                return await call(name, request)
+                return await call(name, parse(name, request))
             except Exception as exc:
                 code, message = _grpc_status(exc)
                 await context.abort(code, message)
@@ -71,13 +72,11 @@ class GrpcEdge:
         return handler
 
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """One handler per method of the service descriptor, with the pb2 (de)serializers."""
+        """One handler per method of the service descriptor (requests as bytes, pb2 responses)."""
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in METHODS.values():
-            kwargs = {
-                "request_deserializer": method.request_type.FromString,
-                "response_serializer": method.response_type.SerializeToString,
-            }
+            # Requests arrive as bytes and are parsed by the service (as on every transport).
+            kwargs = {"response_serializer": method.response_type.SerializeToString}
             if method.streaming:
                 handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                     self._model_stream_infer, **kwargs
@@ -125,19 +124,25 @@ class GrpcEdge:
 
     # -- inference --------------------------------------------------------------------------------
 
-    async def _model_infer(self, request: Any, context: Any) -> Any:
+    async def _model_infer(self, request: bytes, context: Any) -> Any:
         service = self.service
         try:
-            return service.infer_finish(await service.infer_start(request))
+            return service.infer_finish(await service.infer_start(service.parse("ModelInfer", request)))
         except Exception as exc:
             code, message = _grpc_status(exc)
             await context.abort(code, message)
 
-    async def _model_stream_infer(self, requests: AsyncIterator[Any], context: Any) -> None:
-        """Every request of the stream runs concurrently; one writer sends the responses."""
+    async def _model_stream_infer(self, requests: AsyncIterator[bytes], context: Any) -> None:
+        """Every request of the stream runs concurrently; one writer sends the responses.
+
+        A request that does not parse ends the call with its status (as on every transport).
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         reading = True
+        failure: list[BaseException] = []
+        parse = self.service.parse
+
         def idle() -> None:
             if not reading:
                 queue.put_nowait(None)
@@ -147,8 +152,12 @@ class GrpcEdge:
         async def read() -> None:
             nonlocal reading
             try:
-                async for msg in requests:
-                    stream.feed(msg)
+                async for data in requests:
+                    stream.feed(parse("ModelStreamInfer", data))
+            except SonicError as exc:
+                failure.append(exc)
+                stream.cancel()
+                queue.put_nowait(None)
             finally:
                 reading = False
                 if not stream.in_flight:
@@ -162,4 +171,6 @@ class GrpcEdge:
         finally:
             reader.cancel()
             stream.cancel()
-
+        if failure:
+            code, message = _grpc_status(failure[0])
+            await context.abort(code, message)
