@@ -607,6 +607,22 @@ def test_sonic_serve_grpc_impl_sonic(served: ServerProcess) -> None:
     assert served.proc is not None and served.proc.poll() is None
 
 
+def test_sonic_serve_tls_flags(repo: Path, certificate: tuple[Path, Path]) -> None:
+    """tritonserver's flag names: --grpc-use-ssl, --grpc-server-cert, --grpc-server-key."""
+    cert, key = certificate
+    flags = ("--grpc-use-ssl=true", "--grpc-server-cert", str(cert), "--grpc-server-key", str(key),
+             "--model-control-mode=explicit", "--load-model=mlp")  # fmt: skip
+    with sonic_process(repo, *flags) as proc:
+        url = proc.grpc_url.replace("127.0.0.1", "localhost")
+        with grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(cert)) as c:
+            inp = grpcclient.InferInput("input", [1, 16], "FP32")
+            inp.set_data_from_numpy(np.ones((1, 16), np.float32))
+            assert c.infer("mlp", [inp]).as_numpy("output").shape == (1, 5)  # type: ignore[union-attr]
+        plain = grpcclient.InferenceServerClient(proc.grpc_url)  # plaintext is refused
+        with plain, pytest.raises(InferenceServerException):
+            plain.is_server_live(client_timeout=5)
+
+
 def _perf(args: list[str]) -> str:
     from triton_ref import run_perf_analyzer, triton_available, unavailable_reason
 

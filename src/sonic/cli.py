@@ -66,6 +66,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="sonic",
         help="gRPC transport: sonic's own HTTP/2 on asyncio (default), or grpcio",
     )
+    p.add_argument("--grpc-use-ssl", type=_bool, default=False, help="TLS on the gRPC port")
+    p.add_argument("--grpc-server-cert", type=Path, help="PEM certificate (chain) for --grpc-use-ssl")
+    p.add_argument("--grpc-server-key", type=Path, help="PEM private key for --grpc-use-ssl")
 
 
 def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,6 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_client_shm=args.allow_client_shm,
             log_verbose=args.log_verbose,
             grpc_impl=args.grpc_impl,
+            grpc_use_ssl=args.grpc_use_ssl,
+            grpc_server_cert=args.grpc_server_cert,
+            grpc_server_key=args.grpc_server_key,
         )
     )
 

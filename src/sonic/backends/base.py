@@ -103,6 +103,10 @@ class ModelInstance(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the instance holds."""
 
+    def run_inline(self) -> None:  # noqa: B027 - optional hook
+        """The scheduler will call this instance on the event loop (a tiny model): drop what
+        only pays off for bigger work, such as intra-op thread pools that spin."""
+
 
 # -- registry ---------------------------------------------------------------------------------
 

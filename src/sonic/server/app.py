@@ -49,6 +49,10 @@ class ServerOptions:
     log_verbose: int = 0
     #: The gRPC transport: "sonic" (own HTTP/2 on asyncio) or "grpcio" (the oracle).
     grpc_impl: str = "sonic"
+    #: TLS on the gRPC port (tritonserver's --grpc-use-ssl / --grpc-server-cert / -key)
+    grpc_use_ssl: bool = False
+    grpc_server_cert: Path | None = None
+    grpc_server_key: Path | None = None
 
 
 @dataclass
@@ -81,10 +85,19 @@ class Server:
         self.dataplane.started = True
         if o.allow_grpc:
             edge: Edge
+            if o.grpc_use_ssl and (o.grpc_impl != "sonic" or o.grpc_server_cert is None):
+                raise ValueError(
+                    "--grpc-use-ssl needs --grpc-server-cert (and usually --grpc-server-key) "
+                    "and the sonic gRPC transport (--grpc-impl sonic)"
+                )
             if o.grpc_impl == "sonic":  # sonic's own HTTP/2 transport (sonic.server.h2)
                 from sonic.server.h2 import H2GrpcEdge
+                from sonic.server.h2.server import server_ssl_context
 
-                edge = H2GrpcEdge(self.dataplane)
+                ssl_context = None
+                if o.grpc_use_ssl and o.grpc_server_cert is not None:
+                    ssl_context = server_ssl_context(o.grpc_server_cert, o.grpc_server_key)
+                edge = H2GrpcEdge(self.dataplane, ssl_context=ssl_context)
             elif o.grpc_impl == "grpcio":
                 from sonic.server.grpc_edge import GrpcEdge
 

@@ -404,6 +404,9 @@ class ModelManager:
                 inputs, outputs = _specs(config.input), _specs(config.output)
                 try:
                     inline = runs_inline(name, config, instances, inputs)
+                    if inline:
+                        for inst in instances:
+                            inst.run_inline()
                 except BaseException:
                     for inst in instances:
                         inst.close()
