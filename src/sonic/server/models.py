@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,11 @@ def _labels(model_dir: Path, outputs: dict[str, TensorSpec]) -> dict[str, list[s
 INLINE_BELOW_NS = 100_000
 
 
+def _discard_upload(model_dir: Path) -> None:
+    """Remove the temporary directory that holds a model sent with its load request."""
+    shutil.rmtree(model_dir.parent, ignore_errors=True)
+
+
 class ConfigError(InvalidArgument):
     """A model's configuration could not be read or is invalid."""
 
@@ -233,6 +239,11 @@ class ModelManager:
             )
         return mv
 
+    def source_dir(self, name: str) -> Path:
+        """Where a model's files come from: its repository directory, or the temporary
+        directory of files sent with its load request."""
+        return self._file_dirs.get(name) or self.repository.model_dir(name)
+
     def ready(self, name: str, version: str = "") -> bool:
         try:
             self.get(name, version)
@@ -287,11 +298,27 @@ class ModelManager:
 
     async def load(self, name: str, override: Any = None, model_dir: Path | None = None) -> None:
         """Load (or reload) every selected version of a model; ``model_dir`` overrides the
-        repository (a model whose files came with the load request)."""
+        repository: a model whose files came with the load request, in a temporary directory
+        the manager then owns and removes once no version is served from it."""
+        previous_dir = self._file_dirs.get(name)
         if model_dir is not None:
             self._file_dirs[name] = model_dir
         else:
             self._file_dirs.pop(name, None)
+        try:
+            await self._load(name, override, model_dir)
+        except BaseException:
+            if model_dir is not None:  # the old versions (if any) keep serving from the old files
+                _discard_upload(model_dir)
+            if previous_dir is not None:
+                self._file_dirs[name] = previous_dir
+            else:
+                self._file_dirs.pop(name, None)
+            raise
+        if previous_dir is not None and previous_dir != model_dir:
+            _discard_upload(previous_dir)
+
+    async def _load(self, name: str, override: Any, model_dir: Path | None) -> None:
         _ = self.loop  # bind the loop here: schedulers are built in a worker thread
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
@@ -334,6 +361,9 @@ class ModelManager:
             entry.state, entry.reason = "UNAVAILABLE", "unloaded"
             entry.unloaded = sorted(old) or entry.unloaded
         await self._retire(old)
+        upload = self._file_dirs.pop(name, None)
+        if upload is not None:
+            _discard_upload(upload)
         log.info("unloaded model '%s'", name)
 
     async def poll(self) -> None:
@@ -356,6 +386,9 @@ class ModelManager:
         for entry in self.entries.values():
             old, entry.versions = entry.versions, {}
             await self._retire(old)
+        for upload in self._file_dirs.values():
+            _discard_upload(upload)
+        self._file_dirs.clear()
 
     async def _retire(self, versions: dict[int, ModelVersion]) -> None:
         if not versions:
@@ -372,7 +405,7 @@ class ModelManager:
     # -- building (worker thread) ------------------------------------------------------------
 
     def _build(self, name: str, override: Any) -> tuple[dict[int, ModelVersion], Any]:
-        model_dir = self._file_dirs.get(name) or self.repository.model_dir(name)
+        model_dir = self.source_dir(name)
         fp = None if name in self._file_dirs else self.repository.fingerprint(name)
         try:
             config = load_model_config(model_dir, override)
