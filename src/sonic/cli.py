@@ -11,6 +11,7 @@ from pathlib import Path
 from sonic.data.cli import register as register_data
 from sonic.fpga.cli import register as register_fpga
 from sonic.models.cli import register as register_train
+from sonic.workflow.cli import register as register_run
 
 
 def _bool(text: str) -> bool:
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     register_fpga(sub)
     register_data(sub)
     register_train(sub)
+    register_run(sub)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:  # subcommands registered by their own packages

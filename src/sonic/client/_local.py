@@ -186,10 +186,13 @@ class LocalTransport:
         timeout = getattr(op, "timeout", None) or None
         fut = asyncio.run_coroutine_threadsafe(self._do(server, op), server.loop)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            async with asyncio.timeout(timeout):
+                return await asyncio.wrap_future(fut)
         except TimeoutError:
-            fut.cancel()
             raise DeadlineExceeded(f"no answer from the local model within {timeout} s") from None
+        finally:
+            fut.cancel()  # no-op once done; stops the work when the caller gave up
 
     def close(self) -> None:
         server, self._server = self._server, None

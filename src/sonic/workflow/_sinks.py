@@ -1,0 +1,494 @@
+"""Sinks: where the products go, one chunk at a time, in event order.
+
+The process assembles the products of a chunk's events into columns (see
+:mod:`sonic.workflow._columns`) once the chunk is complete *and* every earlier chunk has been
+written, so a sink sees the events in the source's order whatever order they finished in.
+
+- :class:`RootSink` — a ROOT TTree written with uproot's ``mktree`` (a TTree, not an
+  RNTuple, which uproot ≥ 5.7 writes for ``file[name] = ...``). A jagged column becomes a
+  counter ``n<name>`` and a ``<name>`` branch; a jagged column of ``k`` features per object
+  (``(n_jets, 5)`` scores) becomes NanoAOD's layout: ``n<name>`` and ``<name>_0`` ...
+  ``<name>_<k-1>``.
+- :class:`ParquetSink` — a parquet file written with pyarrow, one row group per chunk; jagged
+  columns are list columns, fixed-shape ones fixed-size lists.
+- :class:`ArraySink` — columns in memory (``sink.result`` after the run).
+
+A file sink writes to a temporary name and renames it when the job succeeds, so a failed or
+repeated job never leaves a half-written output under the final name. Under Dask each
+partition writes a part (:meth:`Sink.part`) and the parts are merged in order
+(:meth:`Sink.merge`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sonic.protocol.errors import InvalidArgument
+from sonic.workflow._columns import Column, Jagged, concat, from_awkward
+from sonic.workflow._deps import require
+
+__all__ = ["ArraySink", "ParquetSink", "RootSink", "Sink", "read_columns"]
+
+
+class Sink:
+    """The base of every sink.
+
+    ``columns``: the products (or source columns) to write, in this order; None: every
+    product modules put on the events.
+    """
+
+    columns: tuple[str, ...] | None = None
+
+    def open(self) -> None:
+        """Before the first chunk."""
+
+    def write(self, columns: Mapping[str, Column], length: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Any:
+        """After the last chunk (job succeeded): return what the job produced here."""
+        return None
+
+    def abort(self) -> None:
+        """The job failed: drop what was written."""
+
+    def part(self, index: int, token: str) -> Sink:
+        """A sink for partition ``index`` of a distributed job (``token``: unique per job)."""
+        raise NotImplementedError
+
+    def merge(self, results: Sequence[Any]) -> Any:
+        """Merge the parts' :meth:`close` results, in partition order."""
+        raise NotImplementedError
+
+    def discard_parts(self, token: str) -> None:
+        """A distributed job failed: remove whatever its parts left."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def _columns_arg(columns: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        return (columns,)
+    return tuple(str(c) for c in columns)
+
+
+class ArraySink(Sink):
+    """Columns in memory: ``result`` maps each column to a numpy array or :class:`Jagged`."""
+
+    def __init__(self, columns: Sequence[str] | str | None = None) -> None:
+        self.columns = _columns_arg(columns)
+        self._chunks: list[Mapping[str, Column]] = []
+        self.result: dict[str, Column] = {}
+
+    def open(self) -> None:
+        self._chunks = []
+
+    def write(self, columns: Mapping[str, Column], length: int) -> None:
+        self._chunks.append(dict(columns))
+
+    def close(self) -> dict[str, Column]:
+        self.result = _concat_chunks(self._chunks)
+        self._chunks = []
+        return self.result
+
+    def abort(self) -> None:
+        self._chunks = []
+
+    def part(self, index: int, token: str) -> ArraySink:
+        return ArraySink(self.columns)
+
+    def merge(self, results: Sequence[Any]) -> dict[str, Column]:
+        self.result = _concat_chunks([r for r in results if r])
+        return self.result
+
+
+def _concat_chunks(chunks: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
+    if not chunks:
+        return {}
+    return {name: concat([c[name] for c in chunks]) for name in chunks[0]}
+
+
+class _FileSink(Sink):
+    suffix = ""
+
+    def __init__(self, path: str | Path, columns: Sequence[str] | str | None = None) -> None:
+        self.path = Path(path)
+        self.columns = _columns_arg(columns)
+        self._tmp: Path | None = None
+
+    def _temp_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{id(self):x}")
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._temp_path()
+
+    def _finish(self) -> Path:
+        assert self._tmp is not None
+        if not self._tmp.exists():
+            self._write_empty(self._tmp)
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return self.path
+
+    def _write_empty(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        self._close_writer()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            self._tmp = None
+
+    def _close_writer(self) -> None:
+        pass
+
+    def _part_dir(self, token: str) -> Path:
+        return self.path.with_name(f"{self.path.name}.parts-{token}")
+
+    def discard_parts(self, token: str) -> None:
+        shutil.rmtree(self._part_dir(token), ignore_errors=True)
+
+    def _part_path(self, index: int, token: str) -> Path:
+        return self._part_dir(token) / f"part-{index:05d}{self.path.suffix or self.suffix}"
+
+    def merge(self, results: Sequence[Any]) -> Path:
+        paths = [Path(r) for r in results]
+        self.open()
+        try:
+            self._merge(paths)
+            out = self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        dirs = {p.parent for p in paths}
+        for p in paths:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        for d in dirs:
+            if d.name.startswith(f"{self.path.name}.parts-"):
+                shutil.rmtree(d, ignore_errors=True)
+        return out
+
+    def _merge(self, paths: list[Path]) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.path})"
+
+
+# -- ROOT ---------------------------------------------------------------------------------------
+
+
+class RootSink(_FileSink):
+    """A ROOT file with one TTree (``tree``), written with uproot."""
+
+    suffix = ".root"
+
+    def __init__(
+        self,
+        path: str | Path,
+        tree: str = "Events",
+        columns: Sequence[str] | str | None = None,
+        *,
+        title: str = "",
+    ) -> None:
+        super().__init__(path, columns)
+        self.tree = tree
+        self.title = title
+        self._file: Any = None
+        self._tree: Any = None
+        self._dtypes: dict[str, np.dtype[Any]] = {}
+
+    def open(self) -> None:
+        super().open()
+        self._file = self._tree = None
+        self._dtypes = {}
+
+    def write(self, columns: Mapping[str, Column], length: int) -> None:
+        if length == 0:
+            return
+        data = {name: self._branch(name, col) for name, col in columns.items()}
+        if self._tree is None:
+            uproot = require("uproot", "ROOT output")
+            assert self._tmp is not None
+            self._file = uproot.recreate(str(self._tmp))
+            types = {k: _root_type(v) for k, v in data.items()}
+            self._tree = self._file.mktree(self.tree, types, title=self.title)
+        self._tree.extend(data)
+
+    def _branch(self, name: str, col: Column) -> Any:
+        ak = require("awkward", "ROOT output")
+        if isinstance(col, np.ndarray):
+            if col.dtype.kind not in "biuf":
+                raise InvalidArgument(
+                    f"root sink: column '{name}' has dtype {col.dtype}, which a TTree branch "
+                    "cannot hold; write it to parquet instead"
+                )
+            dt = self._dtypes.setdefault(name, col.dtype)
+            return np.ascontiguousarray(col, dtype=dt)
+        if isinstance(col, Jagged):
+            content = col.content[: col.offsets[-1]]
+            if content.dtype.kind not in "biuf":
+                raise InvalidArgument(f"root sink: jagged column '{name}' has dtype {content.dtype}")
+            dt = self._dtypes.setdefault(name, content.dtype)
+            content = content.astype(dt, copy=False)
+            counts = col.counts
+            if content.ndim == 1:
+                return ak.unflatten(content, counts)
+            if content.ndim == 2:
+                return ak.zip(
+                    {
+                        str(j): ak.unflatten(np.ascontiguousarray(content[:, j]), counts)
+                        for j in range(content.shape[1])
+                    }
+                )
+            raise InvalidArgument(
+                f"root sink: jagged column '{name}' has {content.ndim - 1} inner dimensions "
+                f"{content.shape[1:]}; a TTree holds at most one (NanoAOD's <name>_<k> branches). "
+                "Reshape it in a module, or write it to parquet"
+            )
+        return col  # awkward: uproot decides
+
+    def _close_writer(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        self._file = self._tree = None
+
+    def close(self) -> Path:
+        self._close_writer()
+        return self._finish()
+
+    def _write_empty(self, path: Path) -> None:
+        uproot = require("uproot", "ROOT output")
+        with uproot.recreate(str(path)):
+            pass
+
+    def part(self, index: int, token: str) -> RootSink:
+        return RootSink(self._part_path(index, token), self.tree, self.columns, title=self.title)
+
+    def _merge(self, paths: list[Path]) -> None:
+        uproot = require("uproot", "ROOT output")
+        for p in paths:
+            with uproot.open(str(p)) as f:
+                if self.tree not in {k.split(";")[0] for k in f}:
+                    continue  # a partition that wrote no event
+            for cols, n in _iterate_root(p, self.tree):
+                self.write(cols, n)
+        self._close_writer()
+
+    def describe(self) -> str:
+        return f"RootSink({self.path}:{self.tree})"
+
+
+def _root_type(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return np.dtype((v.dtype, v.shape[1:])) if v.ndim > 1 else v.dtype
+    return v.type
+
+
+def _root_layout(names: list[str]) -> list[tuple[str, list[str]]]:
+    """Columns of a tree written by :class:`RootSink`, from its branch names, in order:
+    (column, its data branches). A jagged column ``c`` has a counter ``nc`` and either a
+    branch ``c`` or the branches ``c_0`` ... ``c_<k-1>`` (one per inner feature)."""
+    present = set(names)
+    counters: set[str] = set()
+    out: list[tuple[str, list[str]]] = []
+    used: set[str] = set()
+    for name in names:
+        if name in used:
+            continue
+        if name.startswith("n") and name[1:] and (name[1:] in present or f"{name[1:]}_0" in present):
+            col = name[1:]
+            if col in present:
+                out.append((col, [col]))
+                used.add(col)
+            else:
+                parts: list[str] = []
+                while f"{col}_{len(parts)}" in present:
+                    parts.append(f"{col}_{len(parts)}")
+                out.append((col, parts))
+                used.update(parts)
+            counters.add(name)
+            continue
+        out.append((name, [name]))
+        used.add(name)
+    return [(c, bs) for c, bs in out if c not in counters]
+
+
+def _iterate_root(path: Path | str, tree: str, step_size: int = 100_000) -> Any:
+    """Chunks of a tree written by :class:`RootSink`, as columns (inverse of its layout)."""
+    uproot = require("uproot", "ROOT input")
+    with uproot.open(str(path)) as f:
+        t = f[tree]
+        layout = _root_layout([str(k) for k in t.keys(recursive=False)])
+        branches = [b for _, bs in layout for b in bs]
+        for arrays in t.iterate(branches, step_size=step_size, library="ak", how=dict):
+            out: dict[str, Column] = {}
+            n = 0
+            for col, bs in layout:
+                parts = [from_awkward(arrays[b]) for b in bs]
+                n = len(parts[0])
+                if len(bs) == 1 and bs[0] == col:
+                    out[col] = parts[0]
+                    continue
+                if not all(isinstance(p, Jagged) and p.content.ndim == 1 for p in parts):
+                    raise InvalidArgument(f"{path}: branches {bs} do not form a jagged column '{col}'")
+                first = parts[0]
+                out[col] = Jagged(first.offsets, np.stack([p.content for p in parts], axis=1))
+            yield out, n
+
+
+# -- parquet ------------------------------------------------------------------------------------
+
+
+class ParquetSink(_FileSink):
+    """A parquet file (pyarrow), one row group per chunk."""
+
+    suffix = ".parquet"
+
+    def __init__(
+        self,
+        path: str | Path,
+        columns: Sequence[str] | str | None = None,
+        *,
+        compression: str = "zstd",
+    ) -> None:
+        super().__init__(path, columns)
+        self.compression = compression
+        self._writer: Any = None
+
+    def open(self) -> None:
+        super().open()
+        self._writer = None
+
+    def write(self, columns: Mapping[str, Column], length: int) -> None:
+        if length == 0:
+            return
+        pa = require("pyarrow", "parquet output")
+        table = pa.table({name: _arrow(name, col) for name, col in columns.items()})
+        self._write_table(table)
+
+    def _write_table(self, table: Any) -> None:
+        if self._writer is None:
+            pq = require("pyarrow.parquet", "parquet output")
+            assert self._tmp is not None
+            self._writer = pq.ParquetWriter(str(self._tmp), table.schema, compression=self.compression)
+        elif table.schema != self._writer.schema:
+            try:
+                table = table.cast(self._writer.schema)
+            except Exception as exc:
+                raise InvalidArgument(
+                    f"parquet sink: a chunk's columns {table.schema} do not match the first "
+                    f"chunk's {self._writer.schema}: {exc}"
+                ) from None
+        self._writer.write_table(table)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._writer = None
+
+    def close(self) -> Path:
+        self._close_writer()
+        return self._finish()
+
+    def _write_empty(self, path: Path) -> None:
+        pa = require("pyarrow", "parquet output")
+        pq = require("pyarrow.parquet", "parquet output")
+        pq.write_table(pa.table({}), str(path))
+
+    def part(self, index: int, token: str) -> ParquetSink:
+        return ParquetSink(self._part_path(index, token), self.columns, compression=self.compression)
+
+    def _merge(self, paths: list[Path]) -> None:
+        pq = require("pyarrow.parquet", "parquet output")
+        for p in paths:
+            pf = pq.ParquetFile(str(p))
+            if pf.metadata.num_rows == 0:
+                continue
+            for i in range(pf.num_row_groups):
+                self._write_table(pf.read_row_group(i))
+        self._close_writer()
+
+
+def _arrow(name: str, col: Column) -> Any:
+    pa = require("pyarrow", "parquet output")
+
+    def nested(arr: np.ndarray[Any, Any]) -> Any:
+        if arr.dtype.kind in "US":
+            return pa.array(arr.reshape(-1).tolist()) if arr.ndim == 1 else _fixed(pa, arr, nested)
+        if arr.ndim == 1:
+            return pa.array(arr)
+        return _fixed(pa, arr, nested)
+
+    if isinstance(col, np.ndarray):
+        return nested(col)
+    if isinstance(col, Jagged):
+        content = col.content[: col.offsets[-1]]
+        offsets = col.offsets
+        values = nested(np.ascontiguousarray(content))
+        if offsets[-1] < 2**31:
+            return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+        return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+    ak = require("awkward", f"parquet output of column '{name}'")
+    return ak.to_arrow(col, extensionarray=False)
+
+
+def _fixed(pa: Any, arr: np.ndarray[Any, Any], nested: Any) -> Any:
+    inner = arr.reshape(arr.shape[0] * arr.shape[1], *arr.shape[2:])
+    return pa.FixedSizeListArray.from_arrays(nested(np.ascontiguousarray(inner)), arr.shape[1])
+
+
+def _from_arrow(arr: Any) -> Column:
+    pa = require("pyarrow")
+    t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        offsets = np.asarray(arr.offsets, dtype=np.int64)
+        values = _from_arrow(arr.values)
+        if isinstance(values, Jagged):
+            require("awkward")
+            return from_awkward(_ak_from_arrow(arr))
+        return Jagged(offsets, values[offsets[0] : offsets[-1]] if len(offsets) else values)
+    if pa.types.is_fixed_size_list(t):
+        values = _from_arrow(arr.values)
+        if isinstance(values, np.ndarray):
+            return values.reshape(len(arr), t.list_size, *values.shape[1:])
+        return from_awkward(_ak_from_arrow(arr))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return np.asarray(arr.to_pylist())
+    if pa.types.is_primitive(t) or pa.types.is_boolean(t):
+        return np.asarray(arr.to_numpy(zero_copy_only=False))
+    return from_awkward(_ak_from_arrow(arr))
+
+
+def _ak_from_arrow(arr: Any) -> Any:
+    ak = require("awkward")
+    return ak.from_arrow(arr)
+
+
+def read_columns(path: str | Path, tree: str = "Events") -> dict[str, Column]:
+    """Read back a file written by :class:`RootSink` (``.root``) or :class:`ParquetSink`
+    (``.parquet``) as columns: numpy arrays and :class:`Jagged` columns."""
+    p = Path(path)
+    if p.suffix == ".parquet":
+        pq = require("pyarrow.parquet", "parquet input")
+        table = pq.read_table(str(p))
+        return {name: _from_arrow(table.column(name).combine_chunks()) for name in table.column_names}
+    if p.suffix == ".root":
+        parts = list(_iterate_root(p, tree))
+        return _concat_chunks([c for c, _ in parts])
+    raise InvalidArgument(f"read_columns: {p} is neither a .root nor a .parquet file")
