@@ -141,7 +141,7 @@ def _labels(model_dir: Path, outputs: dict[str, TensorSpec]) -> dict[str, list[s
     return labels
 
 
-INLINE_BELOW_NS = 100_000
+INLINE_BELOW_NS = 30_000
 
 
 def _discard_upload(model_dir: Path) -> None:
@@ -158,8 +158,9 @@ def runs_inline(name: str, config: Any, instances: list[Any], specs: dict[str, T
 
     Config ``parameters { key: "execution" value { string_value: "loop" | "thread" | "auto" } }``;
     ``auto`` (the default) times a zero batch of one on the first instance and runs models that
-    compute in under 100 µs on the loop, where a thread hand-off would cost more than the
-    model. Python models default to threads: user code may block.
+    compute in under 30 µs on the loop, where a thread hand-off (~20-30 µs here) would cost
+    about as much as the model; anything heavier gets instance threads so the model computes
+    on another core while the loop handles the network. Python models default to threads: user code may block.
     """
     mode = config.parameters["execution"].string_value if "execution" in config.parameters else "auto"
     if mode not in ("auto", "loop", "thread"):
