@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sonic.bench.cli import register as register_bench
 from sonic.data.cli import register as register_data
 from sonic.fpga.cli import register as register_fpga
 from sonic.models.cli import register as register_train
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     register_data(sub)
     register_train(sub)
     register_run(sub)
+    register_bench(sub)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:  # subcommands registered by their own packages

@@ -1,0 +1,271 @@
+"""``sonic bench`` vs NVIDIA perf_analyzer: same server, same model, same load.
+
+    .venv/bin/python benchmarks/bench_vs_perf_analyzer.py [--rounds 2] [--window-ms 2000]
+        [--cases sleep,cnn,mlp] [-i grpc|http] [--no-pin]
+
+Both tools measure the same running ``sonic serve`` in turns (perf_analyzer, then sonic
+bench, then perf_analyzer again ...), with the same measurement window, stability rule (3
+windows within 10 %) and closed-loop concurrency, over gRPC with batch 1. Alternating rounds
+spread the drift of a shared machine over both tools; the ratio per case is the median over
+rounds of sonic bench / perf_analyzer, for throughput and for the median latency (p50).
+
+Cases (sonic.zoo models):
+
+- ``sleep``: the python-backend model that sleeps 10 ms per execution, here without dynamic
+  batching: a FIFO queue in front of one instance, so 100 requests/s and, with 4 in flight, a
+  median latency of 40 ms; both tools must keep exactly 4 requests in flight to see it.
+  (``--sleep-batching``: dynamic batching with max batch 8 and 8 in flight, which is
+  bistable in a closed loop: one group of 8 requests per execution, or two groups of 4 that
+  alternate and never merge, at half the throughput. sonic bench starts its senders together
+  and settles in one group; perf_analyzer's threads start staggered and settle in either.)
+- ``cnn``: the ProtoDUNE-like CNN on onnxruntime (compute-bound).
+- ``mlp``: the jet-tagger MLP (16→64→32→32→5): the server's data path dominates, and on a
+  small host the load generator's own CPU competes with the server's, so the client's cost
+  per request (C++ perf_analyzer vs Python) shows up in throughput. The script prints each
+  tool's CPU use to make that visible.
+- ``mlp16``: the same at 16 requests in flight, where the server is saturated: what each
+  client adds per request no longer sets the throughput.
+
+Writes benchmarks/results/bench_vs_perf_analyzer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sonic import zoo  # noqa: E402
+from sonic.bench.engine import BenchConfig, run_bench  # noqa: E402
+from sonic.server.process import ServerProcess  # noqa: E402
+from triton_ref import parse_perf_csv, run_perf_analyzer, triton_available, unavailable_reason  # noqa: E402
+
+
+@dataclass
+class Case:
+    name: str
+    model: str
+    concurrency: int
+    shape: tuple[str, ...] = ()
+
+
+CASES = {
+    "sleep": Case("sleep", "sleep", 4, ("INPUT0:16",)),
+    "cnn": Case("cnn", "cnn", 4),
+    "mlp": Case("mlp", "mlp", 4),
+    "mlp16": Case("mlp16", "mlp", 16),
+}
+
+
+@dataclass
+class Measurement:
+    case: str
+    tool: str
+    round: int
+    throughput: float
+    p50_us: float
+    p99_us: float
+    avg_us: float
+    seconds: float
+    server_avg_batch: float
+    client_cores: float | None = None
+
+
+def perf_analyzer(
+    case: Case, url: str, window_ms: int, rnd: int, tmp: Path, protocol: str, pa_async: bool = False
+) -> Measurement:
+    csv_path = tmp / f"pa-{case.name}-{rnd}.csv"
+    args = [
+        "-m", case.model, "-u", url, "-i", protocol,
+        "--concurrency-range", str(case.concurrency),
+        "-p", str(window_ms), "-s", "10", "--max-trials", "10",
+        "-f", str(csv_path),
+    ]  # fmt: skip
+    for s in case.shape:
+        args += ["--shape", s]
+    if pa_async:
+        args.append("--async")
+    t0 = time.monotonic()
+    out = run_perf_analyzer(args, timeout=600)
+    (row,) = parse_perf_csv(csv_path)
+    inferences = re.search(r"Inference count: (\d+)", out)
+    executions = re.search(r"Execution count: (\d+)", out)
+    batch = int(inferences.group(1)) / max(1, int(executions.group(1))) if inferences and executions else 0.0
+    return Measurement(
+        case.name,
+        "perf_analyzer",
+        rnd,
+        row.throughput,
+        row.p50_us,
+        row.p99_us,
+        row.latency_avg_us,
+        time.monotonic() - t0,
+        batch,
+    )
+
+
+def sonic_bench(case: Case, url: str, window_ms: int, rnd: int, protocol: str) -> Measurement:
+    shapes = {s.split(":")[0]: tuple(int(d) for d in s.split(":")[1].split(",")) for s in case.shape}
+    cfg = BenchConfig(
+        model=case.model,
+        url=url,
+        protocol=protocol,
+        concurrency=[case.concurrency],
+        measurement_interval_ms=window_ms,
+        stability_percent=10,
+        max_trials=10,
+        shapes=shapes,
+    )
+    t0 = time.monotonic()
+    (r,) = run_bench(cfg).results
+    return Measurement(
+        case.name,
+        "sonic bench",
+        rnd,
+        r.throughput,
+        r.latency_us["p50"],
+        r.latency_us["p99"],
+        r.latency_us["avg"],
+        time.monotonic() - t0,
+        r.server.avg_batch,
+        r.client.cores,
+    )
+
+
+def pin(server: ServerProcess, server_cpus: set[int], client_cpus: set[int]) -> None:
+    """Every thread of the server (and its children) on ``server_cpus``; this process, and so
+    every load generator it starts from now on, on ``client_cpus``."""
+    import os
+
+    import psutil
+
+    assert server.proc is not None
+    procs = [psutil.Process(server.proc.pid)]
+    procs += procs[0].children(recursive=True)
+    for p in procs:
+        for t in p.threads():
+            os.sched_setaffinity(t.id, server_cpus)
+    os.sched_setaffinity(0, client_cpus)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--window-ms", type=int, default=2000)
+    ap.add_argument("--cases", default="sleep,cnn,mlp")
+    ap.add_argument("-i", "--protocol", choices=["grpc", "http"], default="grpc")
+    ap.add_argument(
+        "--pa-async", action="store_true", help="perf_analyzer in its --async mode (default: sync)"
+    )
+    ap.add_argument(
+        "--sleep-batching",
+        action="store_true",
+        help="the sleep model with dynamic batching (8 in flight); see above",
+    )
+    ap.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not give the server and the load generators separate cores",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_vs_perf_analyzer.json"
+    )
+    args = ap.parse_args(argv)
+    if not triton_available():
+        print(f"perf_analyzer unavailable: {unavailable_reason()}")
+        return 1
+    cases = [CASES[c] for c in args.cases.split(",") if c]
+    rows: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="bench-vs-pa-") as tmpdir:
+        tmp = Path(tmpdir)
+        repo = zoo.write_sonic_repository(tmp / "models", models=("mlp", "cnn"), intra_op_threads=1)
+        zoo.write_conformance_repository(tmp / "models", ["sleep"], sleep_delay_ms=10)
+        cfg = tmp / "models" / "sleep" / "config.pbtxt"
+        if args.sleep_batching:
+            CASES["sleep"].concurrency = 8
+        else:
+            cfg.write_text(re.sub(r"dynamic_batching \{[^}]*\}\n", "", cfg.read_text()))
+        with ServerProcess(repo) as server:
+            import os
+
+            cpus = sorted(os.sched_getaffinity(0))
+            if args.pin and len(cpus) >= 2:
+                half = len(cpus) // 2
+                pin(server, set(cpus[:half]), set(cpus[half:]))
+                print(f"server on cpus {cpus[:half]}, load generators on cpus {cpus[half:]}")
+            for case in cases:
+                for rnd in range(args.rounds):
+                    for tool in (
+                        ("perf_analyzer", "sonic bench") if rnd % 2 == 0 else ("sonic bench", "perf_analyzer")
+                    ):
+                        url = server.grpc_url if args.protocol == "grpc" else server.http_url
+                        if tool == "perf_analyzer":
+                            m = perf_analyzer(
+                                case, url, args.window_ms, rnd, tmp, args.protocol, args.pa_async
+                            )
+                        else:
+                            m = sonic_bench(case, url, args.window_ms, rnd, args.protocol)
+                        rows.append(m)
+                        print(
+                            f"{case.name:<6} round {rnd} {tool:<14} {m.throughput:9.1f} infer/s  "
+                            f"p50 {m.p50_us:8.0f} µs  p99 {m.p99_us:8.0f} µs  "
+                            f"server batch {m.server_avg_batch:5.2f}"
+                            + (f"  client {m.client_cores:.2f} cores" if m.client_cores is not None else ""),
+                            flush=True,
+                        )
+    summary = []
+    print()
+    print(
+        f"{'case':<6} {'conc':>4} {'PA infer/s':>11} {'sonic infer/s':>14} {'ratio':>6} "
+        f"{'PA p50 µs':>10} {'sonic p50 µs':>13} {'ratio':>6}"
+    )
+    for case in cases:
+        pa = [m for m in rows if m.case == case.name and m.tool == "perf_analyzer"]
+        so = [m for m in rows if m.case == case.name and m.tool == "sonic bench"]
+        tp_ratio = statistics.median(s.throughput / p.throughput for s, p in zip(so, pa, strict=True))
+        p50_ratio = statistics.median(s.p50_us / p.p50_us for s, p in zip(so, pa, strict=True))
+        tp_pa = statistics.median(m.throughput for m in pa)
+        tp_so = statistics.median(m.throughput for m in so)
+        p50_pa = statistics.median(m.p50_us for m in pa)
+        p50_so = statistics.median(m.p50_us for m in so)
+        print(
+            f"{case.name:<6} {case.concurrency:>4} {tp_pa:>11.1f} {tp_so:>14.1f} {tp_ratio:>6.3f} "
+            f"{p50_pa:>10.0f} {p50_so:>13.0f} {p50_ratio:>6.3f}"
+        )
+        summary.append(
+            {
+                "case": case.name,
+                "concurrency": case.concurrency,
+                "throughput_ratio": tp_ratio,
+                "p50_ratio": p50_ratio,
+                "within_10pct": abs(tp_ratio - 1) <= 0.1 and abs(p50_ratio - 1) <= 0.1,
+            }
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "window_ms": args.window_ms,
+                "rounds": args.rounds,
+                "measurements": [asdict(m) for m in rows],
+                "summary": summary,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""``sonic bench``: the measurement engine against real servers on loopback.
+
+The server is ``sonic serve`` on a repository with the zoo MLP (onnxruntime) and the
+``sleep`` model (python backend, 5 ms per batch, dynamic batching). The sleep model makes the
+load's arithmetic checkable: in a closed loop, Little's law ties throughput, concurrency and
+latency together (X = c / R), so a bookkeeping error in the windows shows up. Windows are
+short (0.3 s); the point is correctness, not performance (that is benchmarks/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sonic import zoo
+from sonic.bench.cli import register
+from sonic.bench.engine import BenchConfig, BenchError, parse_range, run_bench
+from sonic.bench.inputs import make_entries, parse_shapes
+from sonic.bench.results import BenchReport, percentile_ns, summarize_latencies
+from sonic.bench.wire import WireError, WireSender, grpc_request, http_request
+from sonic.client import ModelInfo, TensorInfo
+from sonic.protocol.errors import Code, InvalidArgument
+from sonic.server.process import ServerProcess
+from triton_ref import parse_perf_csv
+
+QUICK: dict[str, Any] = {
+    "measurement_interval_ms": 300,
+    "max_trials": 4,
+    "stability_percent": 50.0,
+    "warmup_s": 0.2,
+}
+SLEEP_MS = 5
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench-repo")
+    zoo.write_sonic_repository(path, models=("mlp",))
+    zoo.write_conformance_repository(path, ["sleep"], sleep_delay_ms=SLEEP_MS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(repo: Path) -> Iterator[ServerProcess]:
+    with ServerProcess(repo, "--allow-client-shm") as s:
+        yield s
+
+
+def _url(server: ServerProcess, protocol: str) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+def sonic(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="sonic")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return int(args.handler(args))
+
+
+# -- pieces ----------------------------------------------------------------------------------------
+
+
+def test_parse_range() -> None:
+    assert parse_range("4", integer=True) == [4]
+    assert parse_range("1:8:2", integer=True) == [1, 3, 5, 7]
+    assert parse_range("1:4", integer=True) == [1, 2, 3, 4]
+    assert parse_range("100:300:100", integer=False) == [100, 200, 300]
+    assert parse_range("0.5:1.5:0.5", integer=False) == [0.5, 1.0, 1.5]
+    for bad in ("0", "4:2", "1:x", "1:2:3:4", "1.5", ""):
+        with pytest.raises(InvalidArgument):
+            parse_range(bad, integer=True)
+
+
+def test_percentiles_are_perf_analyzers() -> None:
+    """perf_analyzer's percentile: the sorted sample at round(q/100 × (n − 1))."""
+    s = np.arange(1, 101, dtype=np.int64) * 1000  # 1..100 µs
+    assert percentile_ns(s, 50) == 51_000  # index round(49.5) = 50 (round half up)
+    assert percentile_ns(s, 99) == 99_000  # index round(98.01) = 98
+    summary = summarize_latencies(np.array([3000, 1000, 2000], dtype=np.int64))
+    assert summary["avg"] == pytest.approx(2.0)
+    assert summary["p50"] == 2.0 and summary["min"] == 1.0 and summary["max"] == 3.0
+    assert np.isnan(summarize_latencies(np.zeros(0, dtype=np.int64))["p99"])
+
+
+INFO = ModelInfo(
+    "m", ("1",), "", 8,
+    {
+        "a": TensorInfo("a", "FP32", (2, 3)),
+        "b": TensorInfo("b", "INT32", (-1,)),
+        "s": TensorInfo("s", "BYTES", (1,)),
+    },
+    {"y": TensorInfo("y", "FP32", (1,))},
+)  # fmt: skip
+
+
+def test_entries_random_and_zero() -> None:
+    with pytest.raises(InvalidArgument, match="--shape b:1"):
+        make_entries(INFO)
+    shapes = parse_shapes(["b:5"])
+    entries = make_entries(INFO, batch=4, shapes=shapes, seed=1)
+    assert len(entries) == 4
+    e = entries[0]
+    assert e["a"].shape == (4, 2, 3) and e["a"].dtype == np.float32
+    assert e["b"].shape == (4, 5) and e["b"].dtype == np.int32
+    assert e["s"].shape == (4, 1) and isinstance(e["s"][0, 0], bytes) and len(e["s"][0, 0]) == 128
+    assert not np.array_equal(entries[0]["a"], entries[1]["a"])  # consecutive requests differ
+    (z,) = make_entries(INFO, batch=2, data="zero", shapes=shapes)
+    assert not z["a"].any() and z["b"].shape == (2, 5)
+    with pytest.raises(InvalidArgument, match="max_batch_size 8"):
+        make_entries(INFO, batch=9, shapes=shapes)
+    with pytest.raises(InvalidArgument, match="did you mean 'b'"):
+        make_entries(INFO, shapes={"bb": (1,)})
+
+
+def test_entries_from_files(tmp_path: Path) -> None:
+    doc = {"data": [
+        {"a": [1, 2, 3, 4, 5, 6], "b": {"content": [7, 8], "shape": [2]}, "s": ["x"]},
+        {"a": {"content": [0] * 6, "shape": [2, 3]}, "b": {"content": [9, 9], "shape": [2]}, "s": ["y"]},
+    ]}  # fmt: skip
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(doc))
+    entries = make_entries(INFO, batch=2, data=str(path))
+    (e,) = entries  # two samples, one batch of two
+    assert e["a"].shape == (2, 2, 3) and e["a"][0, 1, 2] == 6
+    assert e["b"].tolist() == [[7, 8], [9, 9]]
+    assert e["s"].reshape(-1).tolist() == [b"x", b"y"]
+    assert len(make_entries(INFO, batch=1, data=str(path))) == 2
+    npz = tmp_path / "data.npz"
+    np.savez(
+        npz,
+        a=np.ones((3, 2, 3), np.float32),
+        b=np.arange(6, dtype=np.int32).reshape(3, 2),
+        s=np.array([[b"q"]] * 3),
+    )
+    assert len(make_entries(INFO, batch=1, data=str(npz))) == 3
+    path.write_text(json.dumps({"data": [{"a": [1, 2]}]}))
+    with pytest.raises(InvalidArgument, match=r"has no value for input 'b'|2 elements"):
+        make_entries(INFO, data=str(path))
+    with pytest.raises(InvalidArgument, match="no such file"):
+        make_entries(INFO, data=str(tmp_path / "missing.json"))
+
+
+def test_csv_is_perf_analyzers_format(server: ServerProcess) -> None:
+    report = run_bench(BenchConfig(model="mlp", url=server.grpc_url, concurrency=[1, 2], **QUICK))
+    rows = parse_perf_csv(report.to_csv())  # the reader written for perf_analyzer's files
+    assert [r.load for r in rows] == [1, 2]
+    for row, r in zip(rows, report.results, strict=True):
+        assert row.throughput == pytest.approx(r.throughput, rel=1e-3)
+        assert row.p50_us == round(r.latency_us["p50"]) and row.p99_us == round(r.latency_us["p99"])
+        assert row.server_queue_us == round(r.server.queue_us)
+    header = report.to_csv().splitlines()[0].split(",")
+    assert header[:13] == [
+        "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
+        "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
+        "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    ]  # fmt: skip
+    again = BenchReport.from_dict(json.loads(report.to_json()))
+    assert again.results[1].throughput == pytest.approx(report.results[1].throughput)
+    assert again.results[1].server.queue_us == pytest.approx(report.results[1].server.queue_us)
+
+
+# -- the engine against a server -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("protocol", "engine"), [("grpc", "wire"), ("http", "wire"), ("grpc", "client")])
+def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, engine: str) -> None:
+    """c requests always in flight: throughput = c / latency, and the server counts what the
+    client sent; dynamic batching merged concurrent requests."""
+    c = 4
+    cfg = BenchConfig(
+        model="sleep",
+        url=_url(server, protocol),
+        protocol=protocol,
+        concurrency=[c],
+        shapes={"INPUT0": (16,)},
+        engine=engine,
+        **QUICK,
+    )
+    (r,) = run_bench(cfg).results
+    assert r.errors == 0 and r.requests > 0
+    lat_s = r.latency_us["avg"] / 1e6
+    assert r.throughput == pytest.approx(c / lat_s, rel=0.15)
+    assert r.latency_us["p50"] >= SLEEP_MS * 1e3  # nobody answers before the model slept
+    assert r.server.requests == pytest.approx(r.requests, rel=0.15)
+    assert r.server.avg_batch > 1.0
+    assert r.server.compute_infer_us >= SLEEP_MS * 1e3 * 0.9
+    assert 0 < r.latency_us["p50"] <= r.latency_us["p90"] <= r.latency_us["p99"] <= r.latency_us["max"]
+    assert r.client.cpu_s > 0 and r.client.processes == 1 and len(r.windows) >= 3
+    # client send/recv: the codec's cost with the SONIC client; 0 with the wire (encoded once)
+    assert (r.client_send_us > 0 and r.client_recv_us > 0) == (engine == "client")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"protocol": "http", "input_format": "json", "output_format": "json"},
+        {"protocol": "grpc", "shared_memory": "system"},
+        {"protocol": "http", "shared_memory": "system"},
+        {"protocol": "grpc", "compression": "gzip"},
+        {"protocol": "http", "compression": "deflate"},
+        {"protocol": "grpc", "sync": True},
+        {"protocol": "http", "processes": 2},
+        {"protocol": "grpc", "batch": 8, "input_data": "zero"},
+        {"protocol": "http", "engine": "client", "shared_memory": "system"},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_options(server: ServerProcess, options: dict[str, Any]) -> None:
+    protocol = str(options["protocol"])
+    cfg = BenchConfig(model="mlp", url=_url(server, protocol), concurrency=[2], **{**QUICK, **options})
+    (r,) = run_bench(cfg).results
+    assert r.errors == 0, r.error_messages
+    assert r.requests > 10 and r.throughput > 0
+    assert r.server.requests > 0 and r.server.compute_infer_us > 0
+    assert r.server.inferences == pytest.approx(r.server.requests * cfg.batch, rel=0.01)
+    assert r.client.processes == cfg.auto_processes()
+
+
+def test_local_transport(repo: Path) -> None:
+    cfg = BenchConfig(model="mlp", protocol="local", repository=(str(repo),), concurrency=[1, 2], **QUICK)
+    report = run_bench(cfg)
+    assert [r.load for r in report.results] == [1, 2]
+    for r in report.results:
+        assert r.errors == 0 and r.throughput > 0
+        assert r.server.requests > 0  # the in-process server's statistics
+        assert r.client_send_us == 0.0
+
+
+@pytest.mark.parametrize("distribution", ["constant", "poisson"])
+def test_request_rate(server: ServerProcess, distribution: str) -> None:
+    """Open loop: the throughput is the offered rate, whatever the latency."""
+    cfg = BenchConfig(
+        model="sleep",
+        url=server.grpc_url,
+        request_rates=[150.0],
+        distribution=distribution,
+        shapes={"INPUT0": (16,)},
+        **{**QUICK, "measurement_interval_ms": 600},
+    )
+    (r,) = run_bench(cfg).results
+    assert r.mode == "request_rate" and r.load == 150.0
+    assert r.errors == 0
+    assert r.throughput == pytest.approx(150, rel=0.25)
+    assert r.latency_us["p50"] >= SLEEP_MS * 1e3
+
+
+def test_latency_threshold_stops_the_sweep(server: ServerProcess) -> None:
+    cfg = BenchConfig(
+        model="sleep",
+        url=server.grpc_url,
+        concurrency=[1, 2, 4],
+        shapes={"INPUT0": (16,)},
+        latency_threshold_ms=SLEEP_MS / 2,
+        **QUICK,
+    )
+    assert len(run_bench(cfg).results) == 1
+
+
+def test_cli_writes_csv_json_and_plot(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path, json_path, png = tmp_path / "r.csv", tmp_path / "r.json", tmp_path / "r.png"
+    rc = sonic(
+        "bench",
+        "-m",
+        "mlp",
+        "-u",
+        server.http_url,
+        "-i",
+        "http",
+        "--concurrency-range",
+        "1:3:2",
+        "-p",
+        "300",
+        "-s",
+        "50",
+        "-r",
+        "4",
+        "--warmup",
+        "0.2",
+        "-f",
+        str(csv_path),
+        "--json",
+        str(json_path),
+        "--plot",
+        str(png),
+    )
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "Request concurrency: 3" in out and "Throughput:" in out and "Load generator:" in out
+    assert [r.load for r in parse_perf_csv(csv_path)] == [1, 3]
+    report = BenchReport.load(json_path)
+    assert report.model["name"] == "mlp" and report.settings["protocol"] == "http"
+    assert report.model["request_bytes"] == 16 * 4
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_errors(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sonic("bench", "-m", "mpl", "-u", server.grpc_url) == 2
+    assert "did you mean 'mlp'" in capsys.readouterr().err
+    assert sonic("bench", "-m", "mlp", "-u", "127.0.0.1:1") == 2
+    assert sonic("bench", "-m", "sleep", "-u", server.grpc_url) == 2
+    assert "--shape INPUT0" in capsys.readouterr().err
+    with pytest.raises(BenchError, match="local"):
+        run_bench(BenchConfig(model="mlp", protocol="local", repository=("/nonexistent",)))
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_wire_reports_server_errors(server: ServerProcess, protocol: str) -> None:
+    """The lean wire does not decode answers, but it does tell failures from successes."""
+    url = _url(server, protocol)
+    host, port = url.rsplit(":", 1)
+    from sonic.protocol import grpc_codec, http_codec
+    from sonic.protocol.types import InferRequest, InputTensor
+
+    def request(model: str) -> object:
+        x = np.zeros((1, 16), np.float32)
+        req = InferRequest(model, inputs=[InputTensor("input", "FP32", (1, 16), x)])
+        if protocol == "grpc":
+            msg = grpc_codec.encode_infer_request(req).SerializeToString()
+            return grpc_request(url, "/inference.GRPCInferenceService/ModelInfer", msg)
+        chunks, hl = http_codec.encode_infer_request(req)
+        return http_request(
+            host,
+            int(port),
+            f"/v2/models/{model}/infer",
+            {"Inference-Header-Content-Length": str(hl)},
+            b"".join(bytes(c) for c in chunks),
+        )
+
+    async def go() -> None:
+        sender = WireSender(protocol, url, [request("mlp"), request("nosuch")], timeout=10.0)
+        try:
+            await sender.send(0)
+            with pytest.raises(WireError) as err:
+                await sender.send(1)
+            assert err.value.code is Code.NOT_FOUND and "nosuch" in err.value.message
+            await asyncio.gather(*(sender.send(0) for _ in range(20)))  # still usable, multiplexed
+        finally:
+            await sender.close()
+
+    asyncio.run(go())
+
+
+def test_worker_runs_as_a_module() -> None:
+    """Workers are `python -m sonic.bench.worker FD` (no re-import of the caller's __main__)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "sonic.bench.worker"], capture_output=True, check=False)
+    assert done.returncode != 0  # no fd given: it refuses, it does not hang
