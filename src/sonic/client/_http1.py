@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -179,9 +179,7 @@ class SyncPool:
                     raise ConnectionResetError("the server closed the connection")
                 parse.parser.feed_data(view[:n])
         except TimeoutError:
-            raise DeadlineExceeded(
-                f"no answer from {self.authority} within the timeout (HTTP)"
-            ) from None
+            raise DeadlineExceeded(f"no answer from {self.authority} within the timeout (HTTP)") from None
         return parse.response()
 
     def close(self) -> None:
@@ -212,8 +210,8 @@ class _Proto(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transports are not asyncio.Transport subclasses: no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         parse = self.parse
@@ -330,9 +328,7 @@ class AsyncPool:
         try:
             return await waiter
         except _Expired:
-            raise DeadlineExceeded(
-                f"no answer from {self.authority} within the timeout (HTTP)"
-            ) from None
+            raise DeadlineExceeded(f"no answer from {self.authority} within the timeout (HTTP)") from None
         finally:
             if handle is not None:
                 handle.cancel()
