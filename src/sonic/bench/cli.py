@@ -190,42 +190,50 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def bench_config(args: argparse.Namespace) -> Any:
     from sonic.bench.engine import BenchConfig, parse_range
-    from sonic.bench.inputs import parse_shapes
 
     if args.concurrency_range and args.request_rate_range:
         raise SystemExit("sonic bench: give --concurrency-range or --request-rate-range, not both")
     rates = parse_range(args.request_rate_range, integer=False) if args.request_rate_range else []
     conc = [int(c) for c in parse_range(args.concurrency_range or "1", integer=True)] if not rates else []
     return BenchConfig(
-        model=args.model,
-        url=args.url,
-        protocol=args.protocol,
-        model_version=args.model_version,
+        **_engine_settings(args),
         repository=tuple(str(r) for r in args.model_repository),
-        batch=args.batch_size,
         concurrency=conc,
         request_rates=rates,
         distribution=args.request_distribution,
-        shared_memory=args.shared_memory,
-        output_shm_size=args.output_shared_memory_size,
-        input_data=args.input_data,
-        shapes=parse_shapes(args.shape),
-        input_format=args.input_tensor_format,
-        output_format=args.output_tensor_format,
-        compression=args.compression,
-        sync=args.sync,
-        measurement_interval_ms=args.measurement_interval,
-        stability_percent=args.stability_percentage,
-        max_trials=args.max_trials,
         percentile=args.percentile,
         latency_threshold_ms=args.latency_threshold,
-        warmup_s=args.warmup,
-        processes=args.processes,
         max_outstanding=args.max_outstanding,
-        timeout_s=args.timeout,
-        seed=args.seed,
-        engine=args.engine,
     )
+
+
+def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The BenchConfig fields that `bench` and `optimize` take from the same flags."""
+    from sonic.bench.inputs import parse_shapes
+
+    return {
+        "model": args.model,
+        "url": args.url,
+        "protocol": args.protocol,
+        "model_version": args.model_version,
+        "batch": args.batch_size,
+        "shared_memory": args.shared_memory,
+        "output_shm_size": args.output_shared_memory_size,
+        "input_data": args.input_data,
+        "shapes": parse_shapes(args.shape),
+        "input_format": args.input_tensor_format,
+        "output_format": args.output_tensor_format,
+        "compression": args.compression,
+        "sync": args.sync,
+        "measurement_interval_ms": args.measurement_interval,
+        "stability_percent": args.stability_percentage,
+        "max_trials": args.max_trials,
+        "warmup_s": args.warmup,
+        "processes": args.processes,
+        "timeout_s": args.timeout,
+        "seed": args.seed,
+        "engine": args.engine,
+    }
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -370,7 +378,6 @@ def _optimize_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from sonic.bench.engine import BenchConfig
-    from sonic.bench.inputs import parse_shapes
     from sonic.bench.optimize import SearchSpace, optimize
 
     if args.protocol == "local":
@@ -385,30 +392,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return 2
     out_dir = args.output_dir or Path(f"sonic-optimize-{args.model}")
     try:
-        bench = BenchConfig(
-            model=args.model,
-            url=args.url,
-            protocol=args.protocol,
-            model_version=args.model_version,
-            batch=args.batch_size,
-            concurrency=args.concurrency,
-            shared_memory=args.shared_memory,
-            output_shm_size=args.output_shared_memory_size,
-            input_data=args.input_data,
-            shapes=parse_shapes(args.shape),
-            input_format=args.input_tensor_format,
-            output_format=args.output_tensor_format,
-            compression=args.compression,
-            sync=args.sync,
-            measurement_interval_ms=args.measurement_interval,
-            stability_percent=args.stability_percentage,
-            max_trials=args.max_trials,
-            warmup_s=args.warmup,
-            processes=args.processes,
-            timeout_s=args.timeout,
-            seed=args.seed,
-            engine=args.engine,
-        )
+        bench = BenchConfig(**_engine_settings(args), concurrency=args.concurrency)
         space = SearchSpace(
             instances=args.instances,
             max_batch_size=args.max_batch_size,
