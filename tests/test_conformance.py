@@ -38,6 +38,7 @@ from tritonclient.utils import InferenceServerException
 
 from conftest import Target, scrape_metrics
 from sonic import zoo
+from sonic.protocol.datatypes import from_numpy, numpy_dtype
 
 Client = Any  # httpclient.InferenceServerClient | grpcclient.InferenceServerClient
 PROTOCOLS = ("http", "grpc")
@@ -101,28 +102,10 @@ def module_of(client: Client) -> Any:
     return httpclient if is_http(client) else grpcclient
 
 
-_V2 = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.object_): "BYTES",
-}
-_NUMPY = {v: k for k, v in _V2.items()}
-
-
 def tensor(
     module: Any, name: str, array: np.ndarray, datatype: str | None = None, *, binary: bool = True
 ) -> Any:
-    t = module.InferInput(name, list(array.shape), datatype or _V2[array.dtype])
+    t = module.InferInput(name, list(array.shape), datatype or from_numpy(array.dtype))
     if module is httpclient:
         t.set_data_from_numpy(array, binary_data=binary)
     else:
@@ -180,7 +163,7 @@ def sample(datatype: str, shape: tuple[int, ...], *, json_safe: bool) -> np.ndar
     if datatype == "BOOL":
         flags: np.ndarray = (np.arange(n) % 3 == 0).reshape(shape)
         return flags
-    dtype = _NUMPY[datatype]
+    dtype = numpy_dtype(datatype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         base = np.array([info.min, info.max, 0, 1, info.max // 3], dtype=dtype)

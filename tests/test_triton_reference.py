@@ -24,6 +24,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from sonic import zoo
+from sonic.protocol.datatypes import from_numpy, numpy_dtype
 from triton_ref import (
     Endpoint,
     parse_perf_csv,
@@ -93,27 +94,8 @@ def _infer(
     return {name: result.as_numpy(name) for name in names}
 
 
-_V2 = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-}
-
-
-_NUMPY = {v: k for k, v in _V2.items()}
-
-
 def _v2(dtype: np.dtype[Any]) -> str:
-    return _V2[dtype]
+    return from_numpy(dtype)
 
 
 def _sample(datatype: str, shape: tuple[int, ...], *, json_safe: bool) -> np.ndarray:
@@ -127,7 +109,7 @@ def _sample(datatype: str, shape: tuple[int, ...], *, json_safe: bool) -> np.nda
     if datatype == "BOOL":
         flags: np.ndarray = (np.arange(n) % 3 == 0).reshape(shape)
         return flags
-    dtype = _NUMPY[datatype]
+    dtype = numpy_dtype(datatype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype.str)
         base = np.array([info.min, info.max, 0, 1, info.max // 3], dtype=dtype)
@@ -211,9 +193,7 @@ def test_sleep_returns_input_and_batches_queued_requests(triton: Endpoint) -> No
         for i in range(6):
             tensor = grpcclient.InferInput("INPUT0", [1, 3], "FP32")
             tensor.set_data_from_numpy(np.full((1, 3), i, np.float32))
-            c.async_infer(
-                "sleep", [tensor], callback=lambda result, error: done.put((result, error))
-            )
+            c.async_infer("sleep", [tensor], callback=lambda result, error: done.put((result, error)))
         results = [done.get(timeout=30) for _ in range(6)]
         for _, error in results:
             assert error is None, error
@@ -255,9 +235,7 @@ def test_error_answers(triton: Endpoint) -> None:
         e = _error(lambda: h.get_model_metadata("nope"))
         assert (e.status(), e.message()) == ("404", unknown)
 
-        e = _error(
-            lambda: g.infer("mlp", inputs(grpcclient, "input", x, "FP32"), model_version="3")
-        )
+        e = _error(lambda: g.infer("mlp", inputs(grpcclient, "input", x, "FP32"), model_version="3"))
         assert e.message() == "Request for unknown model: 'mlp' version 3 is not found"
 
         short = np.zeros((1, 15), np.float32)
