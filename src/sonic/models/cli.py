@@ -1,4 +1,5 @@
-"""``sonic train <model>``: train a reference model, report its quality, export it.
+"""``sonic train <model>`` trains a reference model, reports its quality and exports it;
+``sonic models`` lists the shipped ones and writes them as a model repository.
 
 The lead's ``sonic.cli`` calls :func:`register` with its subparsers; the subcommand sets
 ``handler`` to a function of the parsed arguments returning an exit code.
@@ -40,6 +41,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--test-data", type=Path, action="append", default=[], help="held-out file (repeatable)")
     p.add_argument("--work-dir", type=Path, default=None, help="where generated samples are cached")
     p.set_defaults(handler=_train)
+
+    m = subparsers.add_parser(
+        "models",
+        help="list the shipped reference models, or write them as a model repository",
+        description="Without -o: the shipped reference models and their quality. With -o DIR: "
+        "write them as a Triton-layout model repository, for sonic serve / the local transport "
+        "(--backend onnxruntime) or for NVIDIA Triton (--backend python: the same ONNX run by "
+        "onnxruntime in a python-backend model.py).",
+    )
+    m.add_argument("-o", "--output", type=Path, default=None, help="repository folder to write")
+    m.add_argument(
+        "--model", action="append", choices=list(MODELS), default=[], help="(repeatable; default: all)"
+    )
+    m.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime")
+    m.add_argument("--max-batch-size", type=int, default=None)
+    m.add_argument("--instances", type=int, default=1, help="CPU instances per model")
+    m.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per instance")
+    m.set_defaults(handler=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from sonic.models import pretrained_report, weights_path
+
+    names = args.model or list(MODELS)
+    if args.output is None:
+        for name in names:
+            report = pretrained_report(name)
+            quality = {k: v for k, v in report.items() if isinstance(v, (int, float)) and k != "seed"}
+            print(f"{name:14s} {weights_path(name)}")
+            print(f"{'':14s} {json.dumps(quality, sort_keys=True)}")
+        return 0
+    from sonic.models.repository import write_repository
+
+    try:
+        write_repository(
+            args.output,
+            names,
+            backend=args.backend,
+            max_batch_size=args.max_batch_size,
+            instances=args.instances,
+            intra_op_threads=args.threads,
+        )
+    except SonicError as exc:
+        print(f"sonic models: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"sonic models: wrote {', '.join(names)} ({args.backend}) to {args.output}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,4 +1,3 @@
-
 """Export the reference networks to ONNX and TorchScript, and check both against PyTorch.
 
 Where this sits: the onnxruntime backend serves the ONNX file, a libtorch (Triton

@@ -1,4 +1,3 @@
-
 """Network inputs from the generated files (numpy only; shared by training and workflows).
 
 The workflows build the same inputs on the client side before sending them through SONIC,

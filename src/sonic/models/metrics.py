@@ -1,4 +1,3 @@
-
 """Quality figures of the reference models, in numpy (no torch): what the reports print.
 
 - classification: one-vs-rest ROC AUC per class, per-class accuracy (recall), overall

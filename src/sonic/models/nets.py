@@ -1,4 +1,3 @@
-
 """The four reference networks (PyTorch), shaped for serving.
 
 Where this sits: :mod:`sonic.models.train` trains them on :mod:`sonic.data` samples,

@@ -1,4 +1,3 @@
-
 """Training scripts of the reference models: minutes on 2 CPU cores, reproducible from a seed.
 
 Where this sits: ``sonic train <model>`` runs one of :data:`TRAINERS`. Each generates its
