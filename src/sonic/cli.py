@@ -1,15 +1,14 @@
-"""The ``sonic`` command: ``serve`` and ``demo`` (more subcommands join as they land)."""
+"""The ``sonic`` command: ``serve`` here; every other subcommand registers itself from its package."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 from sonic.bench.cli import register as register_bench
 from sonic.data.cli import register as register_data
+from sonic.demo import register as register_demo
 from sonic.fpga.cli import register as register_fpga
 from sonic.models.cli import register as register_train
 from sonic.workflow.cli import register as register_run
@@ -73,12 +72,6 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--grpc-server-key", type=Path, help="PEM private key for --grpc-use-ssl")
 
 
-def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="serve the bundled example models and run a short load against them")
-    p.add_argument("--seconds", type=float, default=2.0, help="measurement time per row")
-    p.add_argument("--concurrency", type=int, default=8)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from sonic.server.app import ServerOptions, run
 
@@ -109,44 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from sonic import zoo
-    from sonic.bench.load import run_load, table
-    from sonic.server.process import ServerProcess
-
-    with tempfile.TemporaryDirectory(prefix="sonic-demo-") as tmp:
-        repo = zoo.write_sonic_repository(Path(tmp) / "models")
-        print(f"sonic demo: example models (jet-tagger MLP, ProtoDUNE-like CNN) in {repo}")
-        with ServerProcess(repo) as server:
-            print(
-                f"sonic demo: sonic serve ready on http={server.http_url} grpc={server.grpc_url} "
-                f"metrics={server.metrics_url}"
-            )
-            results = []
-            for model, proto in (("mlp", "grpc"), ("mlp", "http"), ("cnn", "grpc")):
-                url = server.grpc_url if proto == "grpc" else server.http_url
-                results.append(
-                    asyncio.run(
-                        run_load(
-                            url, model, protocol=proto, concurrency=args.concurrency, seconds=args.seconds
-                        )
-                    )
-                )
-            print()
-            print(table(results))
-            print()
-            print(
-                "latency is client-side round trip; queue/compute are server-side averages "
-                "from the statistics extension"
-            )
-    return 0 if all(r.errors == 0 and r.requests > 0 for r in results) else 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonic", description="Inference as a service for physics")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    _demo_parser(sub)
+    register_demo(sub)
     register_fpga(sub)
     register_data(sub)
     register_train(sub)
@@ -156,5 +116,4 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is not None:  # subcommands registered by their own packages
         return int(handler(args))
-    handlers = {"serve": cmd_serve, "demo": cmd_demo}
-    return handlers[args.command](args)
+    return cmd_serve(args)

@@ -159,13 +159,13 @@ async def run_load(
 
 def table(results: list[LoadResult]) -> str:
     head = (
-        f"{'model':<8} {'proto':<5} {'conc':>4} {'batch':>5} {'infer/s':>9} {'p50 µs':>8} "
+        f"{'model':<10} {'proto':<5} {'conc':>4} {'batch':>5} {'infer/s':>9} {'p50 µs':>8} "
         f"{'p90 µs':>8} {'p99 µs':>8} {'queue µs':>9} {'compute µs':>10} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
-            f"{r.model:<8} {r.protocol:<5} {r.concurrency:>4} {r.batch:>5} {r.throughput:>9.0f} "
+            f"{r.model:<10} {r.protocol:<5} {r.concurrency:>4} {r.batch:>5} {r.throughput:>9.0f} "
             f"{r.percentile(50):>8.0f} {r.percentile(90):>8.0f} {r.percentile(99):>8.0f} "
             f"{r.server_queue_us:>9.0f} {r.server_compute_us:>10.0f} {r.errors:>6}"
         )
