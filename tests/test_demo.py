@@ -59,7 +59,9 @@ def test_sonic_models_writes_a_loadable_repository(
         assert [t.name for t in config.input] == [i.name for i in session.get_inputs()]
         assert [t.name for t in config.output] == [o.name for o in session.get_outputs()]
         # the batch dimension is the config's, not part of dims
-        assert [list(t.dims) for t in config.input] == [list(_dims(i.shape)[1:]) for i in session.get_inputs()]
+        assert [list(t.dims) for t in config.input] == [
+            list(_dims(i.shape)[1:]) for i in session.get_inputs()
+        ]
 
 
 def _dims(shape: list[object]) -> list[int]:

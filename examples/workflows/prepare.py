@@ -1,19 +1,26 @@
 """Write the inputs of the example workflows next to this file.
 
-    python examples/workflows/prepare.py [--events 2000]
+    python examples/workflows/prepare.py [jets|protodune|gw|all] [--events N] [--seconds S] [--seed S]
 
-- ``models/jets_mlp/1/model.onnx``: the trained jet tagger shipped with sonic (16 features ->
-  g, q, W, Z, t), as a Triton model repository (config.pbtxt is completed from the file);
-- ``toy_jets.root``: a NanoAOD-like TTree ``Events`` with ``event`` and a ``FatJet``
-  collection (``nFatJet``, ``FatJet_pt`` ..., the tagger's 16 features), 0..4 jets per event,
-  drawn from simple distributions. For real jets, ``sonic data jets --process ttbar
-  --events 500 -o ttbar.root`` (Pythia 8 + FastJet) writes the same layout.
+- ``jets`` (the default): ``models/jets_mlp/1/model.onnx``, the trained jet tagger shipped
+  with sonic (16 features -> g, q, W, Z, t), as a Triton model repository (config.pbtxt is
+  completed from the file), and ``toy_jets.root``: a NanoAOD-like TTree ``Events`` with
+  ``event`` and a ``FatJet`` collection (``nFatJet``, ``FatJet_pt`` ..., the tagger's 16
+  features), 0..4 jets per event, drawn from simple distributions (``--events``, default
+  2000). For real jets, ``sonic data jets --process ttbar --events 500 -o ttbar.root``
+  (Pythia 8 + FastJet) writes the same layout.
+- ``protodune``: ``protodune.h5`` (toy ProtoDUNE-like events, ``--events``, default 200),
+  ``models/lartpc_cnn`` for sonic and ``models_triton/lartpc_cnn`` for NVIDIA Triton
+  (:func:`protodune.prepare`).
+- ``gw``: the DeepClean workflow's input (``--seconds`` of strain, default 128) and models
+  (:func:`deepclean.prepare`).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +30,7 @@ from sonic.data.io import write_nanoaod
 from sonic.data.jets import TAGGER_FEATURES
 
 HERE = Path(__file__).resolve().parent
+WORKFLOWS = ("jets", "protodune", "gw")
 
 
 def toy_jets(path: Path, events: int, seed: int = 1) -> None:
@@ -59,16 +67,34 @@ def toy_jets(path: Path, events: int, seed: int = 1) -> None:
     write_nanoaod(path, event=np.arange(events, dtype=np.int64), collections={"FatJet": (counts, fields)})
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=2000)
-    ap.add_argument("--dest", type=Path, default=HERE)
-    args = ap.parse_args()
-    model = args.dest / "models" / "jets_mlp" / "1"
+def prepare_jets(dest: Path, events: int, seed: int) -> None:
+    model = dest / "models" / "jets_mlp" / "1"
     model.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(sonic.models.__file__).parent / "weights" / "jets_mlp.onnx", model / "model.onnx")
-    toy_jets(args.dest / "toy_jets.root", args.events)
-    print(f"wrote {args.dest / 'models'} and {args.dest / 'toy_jets.root'} ({args.events} events)")
+    toy_jets(dest / "toy_jets.root", events, seed)
+    print(f"wrote {dest / 'models'} and {dest / 'toy_jets.root'} ({events} events)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("workflow", nargs="?", choices=[*WORKFLOWS, "all"], default="jets")
+    ap.add_argument("--events", type=int, help="events (jets: 2000, protodune: 200)")
+    ap.add_argument("--seconds", type=int, default=128, help="seconds of strain (gw)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dest", type=Path, default=HERE)
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))  # the workflows' modules, next to this file
+    for name in WORKFLOWS if args.workflow == "all" else (args.workflow,):
+        if name == "jets":
+            prepare_jets(args.dest, args.events or 2000, args.seed)
+        elif name == "protodune":
+            from protodune import prepare
+
+            prepare(args.dest, args.events or 200, args.seed)
+        else:
+            from deepclean import prepare as prepare_gw  # the DeepClean workflow's modules
+
+            prepare_gw(args.dest, args.seconds, args.seed)
 
 
 if __name__ == "__main__":

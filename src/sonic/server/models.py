@@ -161,6 +161,7 @@ def runs_inline(name: str, config: Any, instances: list[Any], specs: dict[str, T
     compute in under 30 µs on the loop, where a thread hand-off (~20-30 µs here) would cost
     about as much as the model; anything heavier gets instance threads so the model computes
     on another core while the loop handles the network. Python models default to threads: user code may block.
+    A model that cannot run the probe (a variable dimension that 1 does not fit) gets threads.
     """
     mode = config.parameters["execution"].string_value if "execution" in config.parameters else "auto"
     if mode not in ("auto", "loop", "thread"):
@@ -182,7 +183,13 @@ def runs_inline(name: str, config: Any, instances: list[Any], specs: dict[str, T
     times = []
     for _ in range(7):
         t0 = time.perf_counter_ns()
-        instances[0].execute([request], Timing())
+        try:
+            instances[0].execute([request], Timing())
+        except Exception as exc:  # e.g. a dimension that must be a multiple of 16, not 1
+            log.info(
+                "model '%s': no timing probe with size-1 dimensions (%s); runs in instance threads", name, exc
+            )
+            return False
         times.append(time.perf_counter_ns() - t0)
     cost = sorted(times)[3]
     log.info(

@@ -33,7 +33,7 @@ from sonic.workflow._event import Chunk, Event
 from sonic.workflow._modules import Module, SonicModule
 from sonic.workflow._process import Process, WorkflowError
 from sonic.workflow._report import ClientReport, ModuleReport, Report
-from sonic.workflow._sinks import ArraySink, ParquetSink, RootSink, Sink, read_columns
+from sonic.workflow._sinks import ArraySink, H5Sink, ParquetSink, RootSink, Sink, read_columns
 from sonic.workflow._sources import ArraySource, H5Source, Range, RootSource, Source
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "ClientReport",
     "ConfigError",
     "Event",
+    "H5Sink",
     "H5Source",
     "Jagged",
     "Module",

@@ -11,6 +11,8 @@
       branches: [event]
       collections: {jet: "Jet_*"}     # stacked into (n_jets, 16) per event
       step_size: 1000
+      # type: hdf5, datasets: {strain: strain/strain}, frame: 4096, context: 2048: a time
+      # series cut into frames (one event each) with context either side
     modules:
       - module: sonic.workflow.modules:Infer      # or tagger.py:JetTagger next to this file
         name: tagger
@@ -19,6 +21,7 @@
     sinks:
       - {type: root, path: scores.root, tree: Events, columns: [event, score]}
       - {type: parquet, path: scores.parquet}
+      - {type: hdf5, path: scores.h5}         # concat: [col] writes frames as one series
     clients:
       tagger:                         # every key of sonic.client.ClientConfig
         model: mlp
@@ -39,7 +42,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ from sonic.protocol.errors import InvalidArgument, SonicError, nearest
 from sonic.workflow._deps import require
 from sonic.workflow._modules import Module, SonicModule
 from sonic.workflow._process import Process
-from sonic.workflow._sinks import ParquetSink, RootSink, Sink
+from sonic.workflow._sinks import H5Sink, ParquetSink, RootSink, Sink
 from sonic.workflow._sources import H5Source, RootSource, Source
 
 __all__ = ["ConfigError", "load_process", "process_from_mapping", "resolve"]
@@ -164,17 +167,24 @@ TOP_KEYS = (
     "server_stats",
 )
 ROOT_SOURCE_KEYS = ("type", "files", "file", "tree", "branches", "collections", "step_size")
-H5_SOURCE_KEYS = ("type", "files", "file", "datasets", "step_size")
+H5_SOURCE_KEYS = ("type", "files", "file", "datasets", "step_size", "frame", "context", "pad")
 ROOT_SINK_KEYS = ("type", "path", "tree", "columns", "title")
 PARQUET_SINK_KEYS = ("type", "path", "columns", "compression")
+H5_SINK_KEYS = ("type", "path", "columns", "concat", "attrs", "compression")
 CUSTOM_KEYS = ("type", "params")
 MODULE_KEYS = ("module", "name", "client", "params")
 DASK_KEYS = ("cluster", "partitions")
 CLUSTER_KEYS = ("class", "options", "jobs", "workers")
 
 
-def load_process(path: str | Path) -> Process:
-    """Read a YAML process description (see the module doc)."""
+def load_process(path: str | Path, overrides: Sequence[str] = ()) -> Process:
+    """Read a YAML process description (see the module doc).
+
+    ``overrides`` are ``key.path=value`` strings applied to the description before it is
+    read (``sonic run --set``): the key path is dotted, list items by index
+    (``modules.0.params.label=W``), the value is YAML (``clients.tagger.servers=[gpu1:8001]``,
+    ``clients.tagger.transport=local``). Relative paths stay relative to the description.
+    """
     p = Path(path)
     try:
         text = p.read_text()
@@ -190,7 +200,43 @@ def load_process(path: str | Path) -> Process:
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    for item in overrides:
+        _override(data, item, yaml)
     return process_from_mapping(data, base_dir=p.resolve().parent, file=str(p))
+
+
+def _override(data: Any, item: str, yaml: Any) -> None:
+    """Set ``key.path=value`` in ``data`` (the mapping read from YAML), in place."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".") if key.strip() else []
+    if not sep or not parts or any(not k for k in parts):
+        raise ConfigError(f"--set {item!r}: expected key.path=value (e.g. clients.tagger.transport=local)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+    node = data
+    for i, k in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not k.lstrip("-").isdigit() or not -len(node) <= int(k) < len(node):
+                raise ConfigError(f"--set {item!r}: {where}: no item {k} in a list of {len(node)}")
+            if last:
+                node[int(k)] = value
+            else:
+                node = node[int(k)]
+        elif isinstance(node, dict):
+            if last:
+                node[k] = value
+            else:
+                if k not in node:
+                    hint = nearest(k, [str(x) for x in node])
+                    raise ConfigError(f"--set {item!r}: {where}: no such key{hint}")
+                node = node[k]
+        else:
+            parent = ".".join(parts[:i]) or "the description"
+            raise ConfigError(f"--set {item!r}: {where}: {parent} is not a mapping or a list")
 
 
 def process_from_mapping(data: Any, *, base_dir: str | Path = ".", file: str = "<process>") -> Process:
@@ -277,7 +323,14 @@ def _source(ctx: _Ctx, node: Any, parent: Any) -> Source:
                 if isinstance(ds, Mapping)
                 else _str_list(ctx, m, "datasets", "source")
             )
-            return H5Source(files(), datasets, step_size=m.get("step_size", 1000))
+            return H5Source(
+                files(),
+                datasets,
+                step_size=m.get("step_size"),
+                frame=m.get("frame"),
+                context=m.get("context", 0),
+                pad=str(m.get("pad", "reflect")),
+            )
     except SonicError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -329,7 +382,7 @@ def _sink(ctx: _Ctx, node: Any, path: str, parent: Any) -> Sink:
     m = ctx.mapping(node, path, parent)
     kind = m.get("type")
     if not isinstance(kind, str):
-        raise ctx.error(path, "missing 'type' (root, parquet, or package.module:Class)", m)
+        raise ctx.error(path, "missing 'type' (root, parquet, hdf5, or package.module:Class)", m)
     columns = _str_list(ctx, m, "columns", path) if "columns" in m else None
     try:
         if kind == "root":
@@ -347,6 +400,16 @@ def _sink(ctx: _Ctx, node: Any, path: str, parent: Any) -> Sink:
                 columns,
                 compression=str(m.get("compression", "zstd")),
             )
+        if kind in ("hdf5", "h5"):
+            ctx.keys(m, H5_SINK_KEYS, path, required=("path",))
+            attrs = ctx.mapping(m["attrs"], f"{path}.attrs", m, "attrs") if "attrs" in m else None
+            return H5Sink(
+                ctx.path(m["path"], f"{path}.path", m, "path"),
+                columns,
+                concat=_str_list(ctx, m, "concat", path) if "concat" in m else (),
+                attrs=attrs,
+                compression=str(m["compression"]) if m.get("compression") is not None else None,
+            )
     except SonicError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -358,8 +421,8 @@ def _sink(ctx: _Ctx, node: Any, path: str, parent: Any) -> Sink:
         return obj
     raise ctx.error(
         f"{path}.type",
-        f"unknown sink type {kind!r}; expected root, parquet or package.module:Class"
-        + nearest(kind, ["root", "parquet"]),
+        f"unknown sink type {kind!r}; expected root, parquet, hdf5 or package.module:Class"
+        + nearest(kind, ["root", "parquet", "hdf5"]),
         m,
         "type",
     )

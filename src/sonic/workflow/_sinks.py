@@ -11,6 +11,8 @@ written, so a sink sees the events in the source's order whatever order they fin
   ``<name>_<k-1>``.
 - :class:`ParquetSink` — a parquet file written with pyarrow, one row group per chunk; jagged
   columns are list columns, fixed-shape ones fixed-size lists.
+- :class:`H5Sink` — an HDF5 file written with h5py, one dataset per column; ``concat`` joins
+  per-event arrays into one dataset (frames of a time series back into one series).
 - :class:`ArraySink` — columns in memory (``sink.result`` after the run).
 
 A file sink writes to a temporary name and renames it when the job succeeds, so a failed or
@@ -34,7 +36,7 @@ from sonic.protocol.errors import InvalidArgument
 from sonic.workflow._columns import Column, Jagged, concat, from_awkward
 from sonic.workflow._deps import require
 
-__all__ = ["ArraySink", "ParquetSink", "RootSink", "Sink", "read_columns"]
+__all__ = ["ArraySink", "H5Sink", "ParquetSink", "RootSink", "Sink", "read_columns"]
 
 
 class Sink:
@@ -480,10 +482,222 @@ def _ak_from_arrow(arr: Any) -> Any:
     return ak.from_arrow(arr)
 
 
+# -- HDF5 ---------------------------------------------------------------------------------------
+
+_KIND = "sonic_kind"  # dataset attribute: column | jagged | counts | concat
+
+
+class H5Sink(_FileSink):
+    """An HDF5 file (h5py): one resizable dataset per column, appended chunk by chunk.
+
+    A column of one number per event becomes a dataset ``(events,)``, a fixed-shape product
+    (``event.put(name, array, fixed=True)``) ``(events, *shape)``; a jagged column becomes its
+    content ``name`` (every event's rows, one after the other) and ``name_counts`` (rows per
+    event). Columns named in ``concat`` are written as their per-event arrays one after the
+    other along the first axis, without counts: a time series that
+    :class:`~sonic.workflow.H5Source` cut into frames comes out as one continuous dataset
+    again. A ``/`` in a column name makes groups (``strain/cleaned``). ``attrs``: attributes
+    of the file (the sample rate, ...); ``events`` (the number written) is added.
+    ``compression``: h5py's (``"gzip"``, ``"lzf"``), None for none. Numbers, booleans and
+    strings; an awkward column goes to parquet instead.
+    """
+
+    suffix = ".h5"
+
+    def __init__(
+        self,
+        path: str | Path,
+        columns: Sequence[str] | str | None = None,
+        *,
+        concat: Sequence[str] | str = (),
+        attrs: Mapping[str, Any] | None = None,
+        compression: str | None = None,
+    ) -> None:
+        super().__init__(path, columns)
+        self.concat = _columns_arg(concat) or ()
+        self.attrs = dict(attrs or {})
+        self.compression = compression
+        self._file: Any = None
+        self._events = 0
+
+    def open(self) -> None:
+        super().open()
+        self._file = None
+        self._events = 0
+
+    def _h5(self) -> Any:
+        if self._file is None:
+            h5py = require("h5py", "HDF5 output")
+            assert self._tmp is not None
+            self._file = h5py.File(str(self._tmp), "w", track_order=True)
+            self._set_attrs(self._file)
+        return self._file
+
+    def _set_attrs(self, f: Any) -> None:
+        for k, v in self.attrs.items():
+            try:
+                f.attrs[str(k)] = v
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument(f"hdf5 sink: attribute '{k}' = {v!r} cannot be stored: {exc}") from None
+
+    def write(self, columns: Mapping[str, Column], length: int) -> None:
+        if length == 0:
+            return
+        for name, col in columns.items():
+            if name in self.concat:
+                if isinstance(col, Jagged):
+                    self._append(name, col.content[: col.offsets[-1]], "concat")
+                elif isinstance(col, np.ndarray) and col.ndim >= 2:
+                    self._append(name, col.reshape(-1, *col.shape[2:]), "concat")
+                else:
+                    raise InvalidArgument(
+                        f"hdf5 sink: column '{name}' is in 'concat' but holds "
+                        + ("one value per event" if isinstance(col, np.ndarray) else type(col).__name__)
+                        + "; concat joins per-event arrays (a time series in frames) into one dataset"
+                    )
+            elif isinstance(col, Jagged):
+                if f"{name}_counts" in columns:
+                    raise InvalidArgument(
+                        f"hdf5 sink: jagged column '{name}' stores its counts as '{name}_counts', "
+                        "which is also a column; rename one of them"
+                    )
+                self._append(name, col.content[: col.offsets[-1]], "jagged")
+                self._append(f"{name}_counts", col.counts, "counts")
+            elif isinstance(col, np.ndarray):
+                self._append(name, col, "column")
+            else:
+                raise InvalidArgument(
+                    f"hdf5 sink: column '{name}' is an awkward array ({type(col).__name__}), which "
+                    "an HDF5 dataset cannot hold; write it to parquet instead"
+                )
+        self._events += length
+
+    def _append(self, name: str, data: np.ndarray[Any, Any], kind: str) -> None:
+        h5py = require("h5py", "HDF5 output")
+        f = self._h5()
+        data = np.asarray(data)
+        text = data.dtype.kind in "USO"
+        if text:
+            if data.dtype.kind == "O" and not all(isinstance(x, str | bytes) for x in data.reshape(-1)):
+                raise InvalidArgument(f"hdf5 sink: column '{name}' holds Python objects; expected numbers")
+            data = data.astype(object)
+        elif data.dtype.kind not in "biufc":
+            raise InvalidArgument(
+                f"hdf5 sink: column '{name}' has dtype {data.dtype}, which the sink does not store"
+            )
+        ds = f.get(name)
+        inner = data.shape[1:]
+        if ds is None:
+            for i, ch in enumerate(name):
+                if ch == "/" and i and name[:i] not in f:
+                    f.create_group(name[:i], track_order=True)
+            row_bytes = max(1, data.dtype.itemsize if not text else 16) * max(1, int(np.prod(inner)))
+            chunks: Any = (max(1, (1 << 18) // row_bytes), *inner) if all(inner) else True
+            ds = f.create_dataset(
+                name,
+                shape=(0, *inner),
+                maxshape=(None, *inner),
+                dtype=h5py.string_dtype() if text else data.dtype,
+                chunks=chunks,
+                compression=self.compression,
+            )
+            ds.attrs[_KIND] = kind
+        else:
+            if ds.shape[1:] != inner:
+                raise InvalidArgument(
+                    f"hdf5 sink: column '{name}' has rows of shape {inner} in this chunk but "
+                    f"{ds.shape[1:]} in the first; a dataset keeps one row shape"
+                )
+            if not text and not np.can_cast(data.dtype, ds.dtype, "same_kind"):
+                raise InvalidArgument(
+                    f"hdf5 sink: column '{name}' is {data.dtype} in this chunk but {ds.dtype} in the first"
+                )
+        n0 = ds.shape[0]
+        ds.resize(n0 + len(data), axis=0)
+        ds[n0:] = data
+
+    def _close_writer(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        self._file = None
+
+    def close(self) -> Path:
+        if self._file is not None:
+            self._file.attrs["events"] = self._events
+        self._close_writer()
+        return self._finish()
+
+    def _write_empty(self, path: Path) -> None:
+        h5py = require("h5py", "HDF5 output")
+        with h5py.File(str(path), "w") as f:
+            self._set_attrs(f)
+            f.attrs["events"] = 0
+
+    def part(self, index: int, token: str) -> H5Sink:
+        return H5Sink(
+            self._part_path(index, token),
+            self.columns,
+            concat=self.concat,
+            attrs=self.attrs,
+            compression=self.compression,
+        )
+
+    def _merge(self, paths: list[Path]) -> None:
+        h5py = require("h5py", "HDF5 output")
+        block = 1 << 20
+        for p in paths:
+            with h5py.File(str(p), "r") as src:
+                for name, ds in _h5_datasets(src):
+                    text = h5py.check_string_dtype(ds.dtype) is not None
+                    for a in range(0, ds.shape[0], block):
+                        rows = ds.asstr()[a : a + block] if text else ds[a : a + block]
+                        self._append(name, np.asarray(rows), str(ds.attrs.get(_KIND, "column")))
+                self._events += int(src.attrs.get("events", 0))
+        if self._file is not None:
+            self._file.attrs["events"] = self._events
+        self._close_writer()
+
+
+def _h5_datasets(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every dataset under ``group``, depth first, in creation order where it was tracked."""
+    h5py = require("h5py", "HDF5 input")
+    out: list[tuple[str, Any]] = []
+    for key in group:
+        obj = group[key]
+        if isinstance(obj, h5py.Dataset):
+            out.append((f"{prefix}{key}", obj))
+        elif isinstance(obj, h5py.Group):
+            out += _h5_datasets(obj, f"{prefix}{key}/")
+    return out
+
+
+def _read_h5(path: Path) -> dict[str, Column]:
+    h5py = require("h5py", "HDF5 input")
+    out: dict[str, Column] = {}
+    with h5py.File(str(path), "r") as f:
+        for name, ds in _h5_datasets(f):
+            kind = ds.attrs.get(_KIND)
+            if kind == "counts":
+                continue
+            data = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) is not None else ds[()]
+            arr = np.asarray(data)
+            if arr.dtype == object:
+                arr = arr.astype(str)
+            if kind == "jagged" and f"{name}_counts" in f:
+                out[name] = Jagged.from_counts(np.asarray(f[f"{name}_counts"][()]), arr)
+            else:
+                out[name] = arr
+    return out
+
+
 def read_columns(path: str | Path, tree: str = "Events") -> dict[str, Column]:
-    """Read back a file written by :class:`RootSink` (``.root``) or :class:`ParquetSink`
-    (``.parquet``) as columns: numpy arrays and :class:`Jagged` columns."""
+    """Read back a file written by :class:`RootSink` (``.root``), :class:`ParquetSink`
+    (``.parquet``) or :class:`H5Sink` (``.h5``, ``.hdf5``) as columns: numpy arrays and
+    :class:`Jagged` columns (a ``concat`` column of an HDF5 file: its one continuous array)."""
     p = Path(path)
+    if p.suffix in (".h5", ".hdf5"):
+        return _read_h5(p)
     if p.suffix == ".parquet":
         pq = require("pyarrow.parquet", "parquet input")
         table = pq.read_table(str(p))
@@ -491,4 +705,4 @@ def read_columns(path: str | Path, tree: str = "Events") -> dict[str, Column]:
     if p.suffix == ".root":
         parts = list(_iterate_root(p, tree))
         return _concat_chunks([c for c, _ in parts])
-    raise InvalidArgument(f"read_columns: {p} is neither a .root nor a .parquet file")
+    raise InvalidArgument(f"read_columns: {p} is not a .root, .parquet, .h5 or .hdf5 file")

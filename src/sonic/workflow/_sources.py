@@ -9,7 +9,8 @@ gives each worker its own.
 - :class:`RootSource` — TTrees read with uproot (branches selected by name or glob; a jagged
   branch becomes one numpy array per event; ``collections`` stacks the branches of one
   collection, ``Jet_pt``, ``Jet_eta`` ..., into one ``(n_jets, n_features)`` array per event).
-- :class:`H5Source` — HDF5 datasets read with h5py (the first dimension is the event).
+- :class:`H5Source` — HDF5 datasets read with h5py (the first dimension is the event, or a time
+  series cut into fixed-length frames with context either side: ``frame``, ``context``).
 - :class:`ArraySource` — arrays in memory (numpy, lists of per-event arrays, awkward).
 
 Reading is blocking I/O: the process runs it in a worker thread, one chunk ahead.
@@ -295,18 +296,34 @@ def _stack(name: str, members: list[tuple[str, Column]]) -> Jagged:
 
 
 class H5Source(Source):
-    """Events from HDF5 datasets (h5py): row ``i`` of every dataset is event ``i``.
+    """Events from HDF5 datasets (h5py): row ``i`` of every dataset is event ``i`` — or, with
+    ``frame``, a time series cut into frames.
 
     ``datasets``: dataset paths (``"jets/features"``; the column is named after the path), or
     a mapping column name -> dataset path. Every dataset of a file must have the same length.
+
+    ``frame=k``: event ``i`` is rows ``[i·k − before, (i+1)·k + after)`` of every dataset, where
+    ``context`` is ``before = after`` (an integer) or ``[before, after]``: a strain sampled at
+    4096 Hz with ``frame=4096, context=2048`` gives one event per second, each with half a
+    second of the neighbouring data either side — the context a convolutional model needs, in
+    the event itself, so that no server keeps state between requests. Rows outside the file
+    are ``pad``-ded: ``"reflect"`` mirrors the data about the first and last rows (numpy's
+    ``np.pad(mode="reflect")``), ``"zero"`` fills zeros. A file holds ``length // frame``
+    events: a tail shorter than a frame is not read. ``step_size``: events per chunk (default
+    1000 rows, or 16 frames).
     """
+
+    PADS = ("reflect", "zero")
 
     def __init__(
         self,
         files: str | Path | Sequence[str | Path],
         datasets: Sequence[str] | Mapping[str, str],
         *,
-        step_size: int = 1000,
+        step_size: int | None = None,
+        frame: int | None = None,
+        context: int | Sequence[int] = 0,
+        pad: str = "reflect",
     ) -> None:
         super().__init__()
         self.files = _expand(files, "hdf5 source")
@@ -318,6 +335,17 @@ class H5Source(Source):
             self.datasets = {str(d): str(d) for d in datasets}
         if not self.datasets:
             raise InvalidArgument("hdf5 source: 'datasets' names no dataset")
+        if frame is not None and (type(frame) is not int or frame < 1):
+            raise InvalidArgument(f"hdf5 source: frame must be an integer >= 1, got {frame!r}")
+        self.frame = frame
+        self.context = _context(context)
+        if self.context != (0, 0) and frame is None:
+            raise InvalidArgument("hdf5 source: 'context' needs 'frame' (the rows of one event)")
+        if pad not in self.PADS:
+            raise InvalidArgument(f"hdf5 source: pad must be one of {self.PADS}, got {pad!r}")
+        self.pad = pad
+        if step_size is None:
+            step_size = 1000 if frame is None else 16
         if type(step_size) is not int or step_size < 1:
             raise InvalidArgument(f"hdf5 source: step_size must be an integer >= 1, got {step_size!r}")
         self.step_size = step_size
@@ -340,7 +368,13 @@ class H5Source(Source):
         if len(set(lengths.values())) > 1:
             raise InvalidArgument(
                 f"hdf5 source: the datasets of {path} have different lengths {lengths}; every "
-                "dataset holds one row per event"
+                "dataset holds one row per event" + (" (per sample, cut into frames)" if self.frame else "")
+            )
+        rows = next(iter(lengths.values()))
+        if self.frame is not None and self.pad == "reflect" and self.frame <= rows <= max(self.context):
+            raise InvalidArgument(
+                f"hdf5 source: {path} has {rows} rows, too few to reflect a context of "
+                f"{max(self.context)} rows; use pad: zero or a shorter context"
             )
         return out
 
@@ -348,7 +382,8 @@ class H5Source(Source):
         h5py = require("h5py", "HDF5 input")
         with h5py.File(self.files[i], "r") as f:
             ds = self._datasets(f, self.files[i])
-            return int(next(iter(ds.values())).shape[0])
+            rows = int(next(iter(ds.values())).shape[0])
+            return rows if self.frame is None else rows // self.frame
 
     def _read(self, rng: Range) -> Iterator[Chunk]:
         h5py = require("h5py", "HDF5 input")
@@ -357,8 +392,41 @@ class H5Source(Source):
             ds = self._datasets(f, path)
             for start in range(rng.start, rng.stop, self.step_size):
                 stop = min(rng.stop, start + self.step_size)
-                cols: dict[str, Column] = {c: np.asarray(d[start:stop]) for c, d in ds.items()}
+                if self.frame is None:
+                    cols: dict[str, Column] = {c: np.asarray(d[start:stop]) for c, d in ds.items()}
+                else:
+                    cols = {c: self._frames(d, start, stop) for c, d in ds.items()}
                 yield Chunk(cols, stop - start, path, start)
+
+    def _frames(self, d: Any, start: int, stop: int) -> np.ndarray[Any, Any]:
+        """Frames ``start .. stop-1`` of dataset ``d`` with their context: (events, rows, ...)."""
+        assert self.frame is not None
+        before, after = self.context
+        rows = int(d.shape[0])
+        idx = np.arange(start, stop)[:, None] * self.frame + np.arange(-before, self.frame + after)[None, :]
+        outside = (idx < 0) | (idx >= rows)
+        if self.pad == "reflect":
+            idx = np.where(idx < 0, -idx, idx)
+            idx = np.where(idx >= rows, 2 * (rows - 1) - idx, idx)
+        else:
+            idx = np.clip(idx, 0, rows - 1)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        out: np.ndarray[Any, Any] = np.asarray(d[lo:hi])[idx - lo]
+        if self.pad == "zero" and outside.any():
+            out[outside] = 0
+        return out
+
+
+def _context(context: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(context, int) and not isinstance(context, bool):
+        pair: tuple[Any, ...] = (context, context)
+    elif isinstance(context, Sequence) and not isinstance(context, str) and len(context) == 2:
+        pair = tuple(context)
+    else:
+        raise InvalidArgument(f"hdf5 source: context must be an integer or [before, after], got {context!r}")
+    if not all(type(c) is int and c >= 0 for c in pair):
+        raise InvalidArgument(f"hdf5 source: context must be rows >= 0, got {context!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def _dataset_names(f: Any, h5py: Any) -> list[str]:
