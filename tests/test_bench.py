@@ -22,10 +22,10 @@ import pytest
 
 from sonic import zoo
 from sonic.bench.cli import register
-from sonic.bench.engine import BenchConfig, BenchError, parse_range, run_bench
+from sonic.bench.engine import BenchConfig, BenchError, LoadEngine, parse_range, run_bench
 from sonic.bench.inputs import make_entries, parse_shapes
 from sonic.bench.results import BenchReport, percentile_ns, summarize_latencies
-from sonic.bench.wire import WireError, WireSender, grpc_request, http_request
+from sonic.bench.wire import WireError, WireSender, grpc_connection_of, grpc_request, http_request
 from sonic.client import ModelInfo, TensorInfo
 from sonic.protocol.errors import Code, InvalidArgument
 from sonic.server.process import ServerProcess
@@ -356,3 +356,46 @@ def test_worker_runs_as_a_module() -> None:
 
     done = subprocess.run([sys.executable, "-m", "sonic.bench.worker"], capture_output=True, check=False)
     assert done.returncode != 0  # no fd given: it refuses, it does not hang
+
+
+# -- connections: perf_analyzer's layout ------------------------------------------------------------------
+
+
+def test_grpc_connection_layout_is_perf_analyzers() -> None:
+    """NVIDIA's client library gives 6 client objects one gRPC channel, and perf_analyzer's
+    two control clients come first: senders 0-3 on the first connection, then 6 per connection
+    (what `ss` shows for perf_analyzer 2.41: 1 connection at concurrency 4, 2 at 5, 3 at 16)."""
+
+    def layout(c: int, share: int = 6) -> list[int]:
+        return [grpc_connection_of(i, share) for i in range(c)]
+
+    assert layout(4) == [0, 0, 0, 0]
+    assert layout(5) == [0, 0, 0, 0, 1]
+    assert len(set(layout(16))) == 3 and layout(16).count(0) == 4 and layout(16).count(2) == 6
+    assert len(set(layout(16, 1))) == 16  # one connection per sender
+    assert set(layout(16, 0)) == {0}  # one per process
+
+
+def _established(proc: Any, port: int) -> int:
+    return sum(
+        1
+        for c in proc.net_connections(kind="tcp")
+        if c.status == "ESTABLISHED" and c.raddr and c.raddr.port == port
+    )
+
+
+def test_bench_opens_the_connections_of_its_layout(server: ServerProcess) -> None:
+    """The load generator's own TCP connections to the server after a level at concurrency 16:
+    3 wire connections with perf_analyzer's layout, 16 with one per sender, 1 with one per
+    process; the control connection (metadata, statistics) is there in every case."""
+    port = int(server.grpc_url.rsplit(":", 1)[1])
+    seen = {}
+    for share in (6, 1, 0):
+        cfg = BenchConfig(model="mlp", url=server.grpc_url, grpc_senders_per_connection=share, **QUICK)
+        with LoadEngine(cfg) as engine:
+            r = engine.measure("concurrency", 16, max_trials=1)
+            assert r.errors == 0 and r.requests > 0
+            seen[share] = _established(engine.ps[0], port)
+    assert seen[6] - seen[0] == 2 and seen[1] - seen[0] == 15, seen
+    with pytest.raises(InvalidArgument, match="grpc-senders-per-connection"):
+        BenchConfig(model="mlp", grpc_senders_per_connection=-1)

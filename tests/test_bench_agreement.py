@@ -1,20 +1,20 @@
-"""``sonic bench`` agrees with NVIDIA perf_analyzer, and measures NVIDIA's Triton too.
+"""``sonic bench`` loads a server the way NVIDIA perf_analyzer does, and measures NVIDIA's Triton.
 
-Agreement: the same ``sonic serve``, the same model and closed-loop concurrency, measured by
-perf_analyzer and by sonic bench in turn (2 s windows, the same stability rule). The
-benchmark (benchmarks/bench_vs_perf_analyzer.py) shows agreement within 10 %; here the
-tolerance is 25 %, so that a busy CI machine does not fail the test, while a real
-disagreement (a wrong window, a client that is the bottleneck) still does. The server gets
-its own cores and the load generators the others, so that the tools' own CPU costs do not
-move the server's throughput.
+How close the two tools' figures are (throughput and p50 within 10 %) is measured, not
+asserted: ``benchmarks/bench_vs_perf_analyzer.py`` prints the ratios with their spread over
+alternating rounds. A timed comparison here would flake on a shared machine. What is asserted
+is what makes the figures comparable and does not depend on timing: the same closed-loop load
+reaches the server over the same connections (how many requests share a connection changes
+how the server reads and batches them). perf_analyzer gives each sender its own client object;
+NVIDIA's C++ client library shares one gRPC channel among 6 of them (its two control clients
+first); over HTTP each has its own connection.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,89 +23,77 @@ import pytest
 
 from sonic import zoo
 from sonic.bench.engine import BenchConfig, run_bench
-from sonic.bench.inputs import parse_shapes
 from sonic.server.process import ServerProcess
-from triton_ref import parse_perf_csv, run_perf_analyzer, run_triton, triton_available, unavailable_reason
+from triton_ref import run_perf_analyzer, run_triton, triton_available, unavailable_reason
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-TOLERANCE = 0.25
-WINDOW_MS = 2000
-
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     if not triton_available():
         pytest.skip(f"perf_analyzer unavailable: {unavailable_reason()}")
     path = tmp_path_factory.mktemp("agreement-repo")
     zoo.write_sonic_repository(path, models=("mlp",), intra_op_threads=1)
-    zoo.write_conformance_repository(path, ["sleep"], sleep_delay_ms=10)
-    cfg = path / "sleep" / "config.pbtxt"
-    # no dynamic batching: a FIFO queue in front of one instance (100/s; 4 in flight: 40 ms).
-    # With batching, a closed loop is bistable (one group of requests per execution, or two
-    # that alternate), and which state a run settles in depends on its first milliseconds.
-    cfg.write_text(re.sub(r"dynamic_batching \{[^}]*\}\n", "", cfg.read_text()))
-    return path
+    with ServerProcess(path) as s:
+        yield s
 
 
-@contextlib.contextmanager
-def separate_cores(server: ServerProcess) -> Iterator[None]:
-    """The server's threads on the first half of the cores, this process (and so the load
-    generators it starts) on the other half; this process's cores are restored after."""
-    mine = sorted(os.sched_getaffinity(0))
-    if len(mine) < 2:
-        yield
-        return
-    half = len(mine) // 2
-    assert server.proc is not None
-    procs = [psutil.Process(server.proc.pid)]
-    procs += procs[0].children(recursive=True)
-    for p in procs:
-        for t in p.threads():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(t.id, set(mine[:half]))
-    os.sched_setaffinity(0, set(mine[half:]))
+def _peak_connections(port: int, run: Callable[[], Any]) -> int:
+    """The most TCP connections to ``port`` established at once (sampled) while ``run`` runs."""
+    peak = 0
+    stop = threading.Event()
+
+    def count() -> int:
+        return sum(
+            1
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == "ESTABLISHED" and c.raddr and c.raddr.port == port
+        )
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, count())
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
     try:
-        yield
+        run()
     finally:
-        os.sched_setaffinity(0, set(mine))
+        stop.set()
+        t.join()
+    return peak
 
 
-def _both(
-    server: ServerProcess, tmp_path: Path, model: str, concurrency: int, shape: str
-) -> tuple[float, ...]:
-    """(perf_analyzer throughput, p50, sonic bench throughput, p50)."""
-    csv_path = tmp_path / "pa.csv"
-    args = ["-m", model, "-u", server.grpc_url, "-i", "grpc", "--concurrency-range", str(concurrency),
-            "-p", str(WINDOW_MS), "-s", "10", "--max-trials", "10", "-f", str(csv_path)]  # fmt: skip
-    if shape:
-        args += ["--shape", shape]
-    run_perf_analyzer(args, timeout=300)
-    (pa,) = parse_perf_csv(csv_path)
-    shapes = parse_shapes([shape] if shape else [])
-    cfg = BenchConfig(model=model, url=server.grpc_url, concurrency=[concurrency], shapes=shapes,
-                      measurement_interval_ms=WINDOW_MS, stability_percent=10, max_trials=10)  # fmt: skip
-    (ours,) = run_bench(cfg).results
-    assert ours.errors == 0
-    return pa.throughput, pa.p50_us, ours.throughput, ours.latency_us["p50"]
-
-
-def _close(a: float, b: float) -> bool:
-    return abs(a / b - 1) <= TOLERANCE
-
-
-@pytest.mark.parametrize(("model", "concurrency", "shape"), [("sleep", 4, "INPUT0:16"), ("mlp", 4, "")])
-def test_agrees_with_perf_analyzer(
-    repo: Path, tmp_path: Path, model: str, concurrency: int, shape: str
-) -> None:
-    """One retry: a shared machine can disturb one of the two measurements."""
-    with ServerProcess(repo) as server, separate_cores(server):
-        for _ in range(2):
-            pa_tp, pa_p50, tp, p50 = _both(server, tmp_path, model, concurrency, shape)
-            if _close(tp, pa_tp) and _close(p50, pa_p50):
-                break
-    assert tp == pytest.approx(pa_tp, rel=TOLERANCE), "throughput: sonic bench vs perf_analyzer"
-    assert p50 == pytest.approx(pa_p50, rel=TOLERANCE), "p50 latency: sonic bench vs perf_analyzer"
+@pytest.mark.parametrize(("protocol", "concurrency"), [("grpc", 1), ("grpc", 4), ("grpc", 16), ("http", 4)])
+def test_same_connections_as_perf_analyzer(server: ServerProcess, protocol: str, concurrency: int) -> None:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    port = int(url.rsplit(":", 1)[1])
+    quick = ["-p", "300", "-s", "100", "--max-trials", "3"]
+    pa = _peak_connections(
+        port,
+        lambda: run_perf_analyzer(
+            ["-m", "mlp", "-u", url, "-i", protocol, "--concurrency-range", str(concurrency), *quick],
+            timeout=120,
+        ),
+    )
+    cfg = BenchConfig(
+        model="mlp",
+        url=url,
+        protocol=protocol,
+        concurrency=[concurrency],
+        measurement_interval_ms=300,
+        max_trials=3,
+        stability_percent=100,
+        warmup_s=0.2,
+    )
+    ours = _peak_connections(port, lambda: run_bench(cfg))
+    # sonic bench's worker also holds one control connection (metadata and statistics), which
+    # perf_analyzer's control clients share with its senders
+    assert ours - 1 == pa, f"perf_analyzer: {pa} connections; sonic bench: {ours} - 1"
+    assert pa == {("grpc", 1): 1, ("grpc", 4): 1, ("grpc", 16): 3, ("http", 4): 4}[(protocol, concurrency)]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sonic.bench.cli import register
@@ -207,3 +208,101 @@ def test_cli_by_hand_and_with_a_bench_report(tmp_path: Path, capsys: pytest.Capt
     assert sonic("plan", "--cpu-ms", "90") == 2
     assert "ml_ms_per_event_inline is required" in capsys.readouterr().err
     assert len(DEFAULT_PRICES) == 4
+
+
+# -- from a `sonic run` report ---------------------------------------------------------------------------
+
+RUN_YAML = """\
+name: jets
+streams: 1
+source:
+  type: root
+  files: jets.root
+  branches: [event]
+  collections: {{jet: "jet_f*"}}
+  step_size: 100
+modules:
+  - module: sonic.workflow.modules:Infer
+    name: tagger
+    client: tagger
+    params: {{inputs: {{input: jet}}, outputs: {{output: score}}}}
+clients:
+  tagger:
+    model: mlp
+    transport: local
+    repository: [{repo}]
+"""
+
+
+def test_sonic_run_report_feeds_sonic_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sonic run --report-json` on the jet tagger (local transport, one stream), then `sonic
+    plan REPORT`: the profile's counts are those of the input file, and the plan's figures
+    follow from them by hand."""
+    uproot = pytest.importorskip("uproot")
+    ak = pytest.importorskip("awkward")
+    from sonic import zoo
+    from sonic.workflow.cli import register as register_run
+
+    n = 300
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, n)  # 0..3 jets per event; events without jets send nothing
+    feats = rng.normal(size=(int(counts.sum()), 16)).astype(np.float32)
+    jet = ak.zip({f"f{k:02d}": ak.unflatten(feats[:, k], counts) for k in range(16)})
+    with uproot.recreate(str(tmp_path / "jets.root")) as f:
+        t = f.mktree("Events", {"event": np.int64, "jet": jet.type})
+        t.extend({"event": np.arange(n, dtype=np.int64), "jet": jet})
+    repo = zoo.write_sonic_repository(tmp_path / "models", models=("mlp",))
+    (tmp_path / "process.yaml").write_text(RUN_YAML.format(repo=repo))
+
+    parser = argparse.ArgumentParser(prog="sonic")
+    register_run(parser.add_subparsers(dest="command", required=True))
+    report_path = tmp_path / "report.json"
+    args = parser.parse_args(["run", str(tmp_path / "process.yaml"), "-q", "--report-json", str(report_path)])
+    assert args.handler(args) == 0, capsys.readouterr().err
+    assert "profile (for sonic plan)" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    prof = report["profile"]
+
+    # counted, not measured: one request per event with jets, its jets the batch
+    sent = int((counts > 0).sum())
+    assert report["clients"][0]["requests"] == sent
+    assert prof["requests_per_event"] == pytest.approx(sent / n)
+    assert prof["inferences_per_request"] == pytest.approx(counts.sum() / sent)
+    assert prof["bytes_in_per_request"] == pytest.approx(counts.sum() * 16 * 4 / sent)  # FP32 [16]
+    assert prof["bytes_out_per_request"] == pytest.approx(counts.sum() * 5 * 4 / sent)  # FP32 [5]
+    assert prof["requests_in_flight"] == 1 and prof["streams"] == 1
+    # measured: the modules' CPU and the inline (local transport) wait, per event
+    assert prof["cpu_ms_per_event"] == pytest.approx(report["cpu_s"] / n * 1e3)
+    assert prof["ml_ms_per_event_inline"] == pytest.approx(report["wait_s"] / n * 1e3)
+    assert prof["ml_ms_per_event_inline"] > 0
+
+    # the report is the workflow of a plan; an ideal server of 2 ms, far from saturation
+    plan_json = tmp_path / "plan.json"
+    by_hand = ("--server-throughput", "1e6", "--server-latency-ms", "2")
+    assert sonic("plan", str(report_path), *by_hand, "--json", str(plan_json)) == 0
+    plan = json.loads(plan_json.read_text())
+    for key in ("cpu_ms_per_event", "ml_ms_per_event_inline", "requests_per_event", "inferences_per_request"):
+        assert plan["profile"][key] == pytest.approx(prof[key])
+    assert plan["name"] == "jets"
+    cpu, ml, k = prof["cpu_ms_per_event"], prof["ml_ms_per_event_inline"], prof["requests_per_event"]
+    assert plan["inline_s_per_event"] == pytest.approx((cpu + ml) / 1e3)
+    # one thread alone: each event waits 2 ms for each of its (on average k < 1) requests
+    assert plan["low_load"]["event_s"] == pytest.approx((cpu + k * 2.0) / 1e3, rel=1e-6)
+    bits = k * (prof["bytes_in_per_request"] + prof["bytes_out_per_request"]) * 8
+    assert plan["network_gbps_per_thread"] == pytest.approx(bits / plan["at_ratio"]["event_s"] / 1e9)
+
+    # --profile: the report's profile replaces a plan file's workflow; flags go on top
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(
+        "workflow: {cpu_ms_per_event: 1000, ml_ms_per_event_inline: 1000}\n"
+        "server: {throughput: 1.0e+6, latency_ms: 2}\ncluster: {threads: 10}\n"
+    )
+    assert sonic("plan", str(plan_file), "--profile", str(report_path), "--json", str(plan_json)) == 0
+    assert json.loads(plan_json.read_text())["profile"]["cpu_ms_per_event"] == pytest.approx(cpu)
+    assert (
+        sonic("plan", "--profile", str(report_path), *by_hand, "--cpu-ms", "5", "--json", str(plan_json)) == 0
+    )
+    assert json.loads(plan_json.read_text())["profile"]["cpu_ms_per_event"] == 5
+    capsys.readouterr()
+    assert sonic("plan", str(report_path)) == 2
+    assert "sonic run report" in capsys.readouterr().err

@@ -102,6 +102,15 @@ def _load_args(p: argparse.ArgumentParser) -> None:
         "HTTP/2 (default; as perf_analyzer); client: the SONIC client's transports, each "
         "request encoded and each answer decoded (what a workflow pays)",
     )
+    p.add_argument(
+        "--grpc-senders-per-connection",
+        type=int,
+        default=6,
+        metavar="N",
+        help="closed-loop senders per gRPC connection with the wire engine (default 6, laid out as "
+        "perf_analyzer's channels: 1 connection up to concurrency 4, 3 at 16); 1: one connection "
+        "per sender; 0: one per load-generating process",
+    )
 
 
 def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -233,6 +242,7 @@ def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_s": args.timeout,
         "seed": args.seed,
         "engine": args.engine,
+        "grpc_senders_per_connection": args.grpc_senders_per_connection,
     }
 
 
@@ -467,6 +477,13 @@ def _plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="plan file (YAML/JSON: workflow, server, cluster, prices), or a sonic run report",
     )
     g = p.add_argument_group("workflow (per event, one CPU thread; override the file)")
+    g.add_argument(
+        "--profile",
+        type=Path,
+        metavar="REPORT",
+        help="the workflow profile from a `sonic run --report-json` file (replaces the plan file's "
+        "workflow; the flags below override its keys)",
+    )
     g.add_argument("--cpu-ms", type=float, help="CPU time outside ML")
     g.add_argument("--ml-ms", type=float, help="ML time when run inline")
     g.add_argument("--requests", type=float, help="inference requests per event")
@@ -537,11 +554,12 @@ def plan_from_args(args: argparse.Namespace) -> Any:
     for key, val in (("rtt_ms", args.rtt_ms), ("target_utilization", args.utilization)):
         if val is not None:
             server[key] = val
+    base = planmod.load_profile(args.profile) if args.profile is not None else None
     if args.plan_file is not None:
         return planmod.load_plan_file(
-            args.plan_file, wf, server, threads=args.threads, prices=args.price or None
+            args.plan_file, wf, server, threads=args.threads, prices=args.price or None, workflow=base
         )
-    profile = planmod.Profile.from_mapping(wf)
+    profile = planmod.Profile.from_mapping({**(base or {}), **wf})
     if not server.get("bench") and not server.get("throughput"):
         raise SystemExit(
             "sonic plan: give a server curve: --bench FILE or --server-throughput and --server-latency-ms"

@@ -37,9 +37,9 @@ import psutil
 
 from sonic.bench.inputs import Entry, entry_nbytes, make_entries, parse_shapes
 from sonic.bench.results import BenchReport, ClientCpu, LevelResult, ServerBreakdown, summarize_latencies
+from sonic.bench.wire import GRPC_SENDERS_PER_CONNECTION
 from sonic.bench.worker import WorkerSpec, make_transport
-from sonic.client import ModelInfo, ModelStatistics, SonicError
-from sonic.client._transport import Metadata, RepositoryIndex
+from sonic.client import Metadata, ModelInfo, ModelStatistics, RepositoryIndex, SonicError
 from sonic.protocol.datatypes import element_size
 from sonic.protocol.errors import Code, InvalidArgument, nearest
 
@@ -118,6 +118,8 @@ class BenchConfig:
     timeout_s: float = 30.0
     seed: int = 0
     engine: str = "wire"  # wire | client
+    #: closed-loop senders per gRPC connection (wire engine); perf_analyzer's layout by default
+    grpc_senders_per_connection: int = GRPC_SENDERS_PER_CONNECTION
 
     def __post_init__(self) -> None:
         if self.protocol not in ("grpc", "http", "local"):
@@ -148,6 +150,15 @@ class BenchConfig:
             raise InvalidArgument("give --concurrency-range or --request-rate-range")
         if self.engine not in ("wire", "client"):
             raise InvalidArgument(f"--engine {self.engine!r}: expected wire or client")
+        if self.protocol == "http" and self.input_format == "json" and (self.engine != "wire" or self.sync):
+            raise InvalidArgument(
+                "--input-tensor-format json: only the wire engine sends JSON tensors (--engine wire, "
+                "asynchronous); the SONIC client's HTTP transport always sends binary tensors"
+            )
+        if self.grpc_senders_per_connection < 0:
+            raise InvalidArgument(
+                f"--grpc-senders-per-connection {self.grpc_senders_per_connection}: expected >= 0"
+            )
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise InvalidArgument(f"--percentile {self.percentile}: expected 1..99")
 
@@ -322,6 +333,7 @@ class LoadEngine:
                     read_stats=i == 0,
                     seed=cfg.seed,
                     engine=cfg.engine,
+                    grpc_senders_per_connection=cfg.grpc_senders_per_connection,
                 )
                 mine, theirs = socket.socketpair()
                 with mine, theirs:
@@ -427,8 +439,11 @@ class LoadEngine:
         warmup = cfg.warmup_s if warmup_s is None else warmup_s
         integer = mode == "concurrency"
         shares = _split(load, len(self.conns), integer)
+        first = 0  # closed loop: the senders are numbered across the processes
         for c, share in zip(self.conns, shares, strict=True):
-            c.send(("start", mode, share, cfg.distribution, max(1, cfg.max_outstanding // len(self.conns))))
+            outstanding = max(1, cfg.max_outstanding // len(self.conns))
+            c.send(("start", mode, share, cfg.distribution, outstanding, first))
+            first += int(share) if integer else 0
         for c in self.conns:
             self._recv(c, "started", 30.0)
         timeout = cfg.timeout_s + 30.0

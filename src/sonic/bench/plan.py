@@ -11,7 +11,8 @@ The model (all times per event, on one CPU thread; one "server" = what was bench
 e.g. one GPU):
 
     C  = cpu + k·o                      CPU work: the job's own, and the client's per request
-    W  = ceil(k / q) · R                waiting for k requests sent q at a time, R each
+    W  = ceil(k / q) · R                waiting for k requests sent q at a time, R each (k an
+                                        average over events, not a whole number: k / q)
     T  = max(C, (C + W) / S)            S events in flight per thread hide the wait (S = 1:
                                         synchronous, T = C + W); or T = C + (1 − h)·W when a
                                         hidden fraction h is given
@@ -46,6 +47,7 @@ __all__ = [
     "ServerCurve",
     "event_time",
     "load_plan_file",
+    "load_profile",
     "make_plan",
     "solve",
 ]
@@ -237,7 +239,11 @@ DEFAULT_PRICES = (
 def event_time(p: Profile, remote_ms: float) -> float:
     """T: seconds per event on one thread when each request takes ``remote_ms``."""
     cpu = (p.cpu_ms_per_event + p.requests_per_event * p.client_ms_per_request) / 1e3
-    waits = math.ceil(p.requests_per_event / p.requests_in_flight - 1e-9)
+    k, q = p.requests_per_event, p.requests_in_flight
+    # k requests of every event, q at a time: ceil(k / q) round trips; a fractional k is an
+    # average over events (a `sonic run` report: events without jets send nothing), and so
+    # is the number of round trips
+    waits = math.ceil(k / q - 1e-9) if abs(k - round(k)) < 1e-9 else k / q
     wait = waits * remote_ms / 1e3
     if p.hidden_fraction is not None:
         return cpu + (1.0 - p.hidden_fraction) * wait
@@ -693,6 +699,27 @@ def load_prices(items: Sequence[Mapping[str, Any]]) -> list[Price]:
     return out
 
 
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """The workflow profile in a file: a ``sonic run --report-json`` report (its ``profile``
+    block), or a plan file's ``workflow``/``profile`` block, or the keys at the top level."""
+    path = Path(path)
+    doc = _read(path)
+    if not isinstance(doc, Mapping):
+        raise InvalidArgument(f"{path}: expected a sonic run report or a mapping with a profile")
+    if doc.get("kind") == "sonic-bench":
+        raise InvalidArgument(f"{path} is a sonic bench report (the server's curve): pass it with --bench")
+    for key in ("profile", "workflow"):
+        inner = doc.get(key)
+        if isinstance(inner, Mapping):
+            return dict(inner)
+    if doc.get("kind") == "sonic-run-report" or "modules" in doc:
+        raise InvalidArgument(
+            f"{path}: a sonic run report without a 'profile' block (written by an older sonic); "
+            "run the workflow again with --report-json"
+        )
+    return dict(doc)
+
+
 def load_plan_file(
     path: str | Path,
     overrides: Mapping[str, Any] | None = None,
@@ -700,12 +727,15 @@ def load_plan_file(
     *,
     threads: int | None = None,
     prices: Sequence[Price] | None = None,
+    workflow: Mapping[str, Any] | None = None,
 ) -> Plan:
     """A plan from a file (YAML or JSON): ``workflow`` (or ``profile``: a Profile, or a
     ``sonic run`` report path under ``report``), ``server``, ``cluster`` (threads),
-    ``prices``, ``published``, ``assumed``/``derived`` notes. ``overrides`` replace workflow
-    keys; ``server_override`` server keys (a new curve replaces the file's); ``threads`` and
-    ``prices`` the file's cluster size and prices."""
+    ``prices``, ``published``, ``assumed``/``derived`` notes; or a ``sonic run`` report
+    itself (its ``profile``; the server then comes from ``server_override``). ``workflow``
+    replaces the file's workflow block (``sonic plan --profile``), ``overrides`` replace
+    workflow keys; ``server_override`` server keys (a new curve replaces the file's);
+    ``threads`` and ``prices`` the file's cluster size and prices."""
     path = Path(path)
     doc = _read(path)
     if not isinstance(doc, Mapping):
@@ -714,7 +744,8 @@ def load_plan_file(
         raise InvalidArgument(
             f"{path} is a sonic bench report: pass it with --bench, and the workflow separately"
         )
-    wf = doc.get("workflow", doc.get("profile"))
+    is_report = doc.get("kind") == "sonic-run-report"
+    wf = dict(workflow) if workflow is not None else doc.get("workflow", doc.get("profile"))
     if isinstance(wf, Mapping) and "report" in wf:
         rp = Path(str(wf["report"]))
         wf = {
@@ -731,6 +762,11 @@ def load_plan_file(
     if server_override and any(k in server_override for k in ("bench", "curve", "throughput")):
         server = {k: v for k, v in server.items() if k not in curve_keys}
     server.update(server_override or {})
+    if is_report and not any(k in server for k in ("bench", "curve", "throughput")):
+        raise InvalidArgument(
+            f"{path} is a sonic run report (the workflow): give the server too, with --bench FILE "
+            "(sonic bench --json) or --server-throughput and --server-latency-ms"
+        )
     curve = load_curve(server, path.parent)
     cluster = dict(doc.get("cluster", {}) or {})
     if prices is None:

@@ -39,9 +39,16 @@ from typing import Any
 import numpy as np
 
 from sonic.bench.inputs import Entry
-from sonic.bench.wire import WireSender, grpc_request, http_request
-from sonic.client import ModelStatistics, SonicError, Transport
-from sonic.client._transport import Infer, ShmRegister, ShmUnregister, Statistics
+from sonic.bench.wire import GRPC_SENDERS_PER_CONNECTION, WireSender, grpc_request, http_request
+from sonic.client import (
+    Infer,
+    ModelStatistics,
+    ShmRegister,
+    ShmUnregister,
+    SonicError,
+    Statistics,
+    Transport,
+)
 from sonic.protocol.errors import Unsupported
 from sonic.protocol.types import InferRequest, InputTensor, RequestedOutput, ShmRef
 
@@ -73,63 +80,29 @@ class WorkerSpec:
     timeout: float = 30.0
     read_stats: bool = False
     seed: int = 0
-    engine: str = (
-        "wire"  # "wire": pre-encoded requests (sonic.bench.wire); "client": the SONIC client's transports
-    )
+    #: "wire": pre-encoded requests (sonic.bench.wire); "client": the SONIC client's transports
+    engine: str = "wire"
+    grpc_senders_per_connection: int = GRPC_SENDERS_PER_CONNECTION
 
 
-def make_transport(
-    protocol: str, url: str, repository: tuple[str, ...] = (), model: str = "", json_inputs: bool = False
-) -> Transport:
-    """A SONIC client transport to one server (the request engine of ``sonic bench``)."""
+def make_transport(protocol: str, url: str, repository: tuple[str, ...] = (), model: str = "") -> Transport:
+    """A SONIC client transport to one server (the request engine of ``--engine client``,
+    and what every worker uses for metadata, statistics and shared-memory registration)."""
     if protocol == "grpc":
-        from sonic.client._grpc import GrpcTransport
+        from sonic.client import GrpcTransport
 
         return GrpcTransport(url)
     if protocol == "http":
-        if json_inputs:
-            return _json_http(url)
-        from sonic.client._http import HttpTransport
+        from sonic.client import HttpTransport
 
         return HttpTransport(url)
     if protocol == "local":
         from pathlib import Path
 
-        from sonic.client._local import LocalTransport
+        from sonic.client import LocalTransport
 
         return LocalTransport([Path(r) for r in repository], [model] if model else [])
     raise ValueError(f"unknown protocol {protocol!r}; expected grpc, http or local")
-
-
-def _json_http(url: str) -> Transport:
-    """The HTTP transport with input tensors as JSON numbers instead of binary data (the
-    SONIC client always sends binary; perf_analyzer's ``--input-tensor-format json``)."""
-    from sonic.client._http import _WBITS, HttpTransport, _compress, _model_path
-    from sonic.client._http1 import request_head
-    from sonic.protocol import http_codec
-
-    class JsonHttpTransport(HttpTransport):
-        def _infer_call(self, op: Infer) -> tuple[bytes, list[Any]]:
-            req = op.request
-            chunks, header_length = http_codec.encode_infer_request(req, binary_inputs=False)
-            headers: dict[str, str] = {}
-            if header_length is not None:
-                headers["Inference-Header-Content-Length"] = str(header_length)
-                headers["Content-Type"] = "application/octet-stream"
-            else:
-                headers["Content-Type"] = "application/json"
-            body: list[Any] = list(chunks)
-            if op.compression and op.compression in _WBITS:
-                body = [_compress(b"".join(body), op.compression)]
-                headers["Content-Encoding"] = op.compression
-                headers["Accept-Encoding"] = op.compression
-            else:
-                headers["Accept-Encoding"] = "identity"
-            size = sum(len(c) for c in body)
-            path = _model_path(req.model_name, req.model_version) + "/infer"
-            return request_head("POST", path, self._sync.authority, headers, size), body
-
-    return JsonHttpTransport(url)
 
 
 def sum_statistics(stats: list[ModelStatistics], model: str) -> ModelStatistics:
@@ -206,6 +179,17 @@ def _payload(spec: WorkerSpec, req: InferRequest) -> Any:
     return http_request(host.strip("[]") or "localhost", int(port), path + "/infer", headers, body)
 
 
+def bytes_needed(sizes: list[int], align: int = 64) -> tuple[list[int], int]:
+    """Offsets (each aligned to ``align`` bytes) of tensors of ``sizes`` bytes laid out back
+    to back in one shared-memory region, and the region's size."""
+    offsets: list[int] = []
+    pos = 0
+    for n in sizes:
+        offsets.append(pos)
+        pos += (max(n, 1) + align - 1) // align * align
+    return offsets, pos
+
+
 def _datatype(arr: np.ndarray[Any, Any]) -> str:
     from sonic.protocol.datatypes import from_numpy
 
@@ -242,16 +226,20 @@ class Worker:
 
     async def setup(self) -> dict[str, float]:
         spec = self.spec
-        json_in = spec.protocol == "http" and spec.input_format == "json"
-        self.transport = make_transport(spec.protocol, spec.url, spec.repository, spec.model, json_in)
+        self.transport = make_transport(spec.protocol, spec.url, spec.repository, spec.model)
         shm = await self._setup_shm() if spec.shared_memory == "system" else None
         requests = _requests(spec, shm)
         self.ops = [Infer(r, spec.timeout or None, spec.compression) for r in requests]
-        # one request through, so that connections exist and errors show up now
+        # one request through, so that connections exist and errors show up now (with JSON
+        # inputs, which only the wire sends, this one goes as binary: same server, same model)
         response = await self.transport.handle_async(self.ops[0])
         if self.uses_wire:
             self.wire = WireSender(
-                spec.protocol, spec.url, [_payload(spec, r) for r in requests], spec.timeout or None
+                spec.protocol,
+                spec.url,
+                [_payload(spec, r) for r in requests],
+                spec.timeout or None,
+                spec.grpc_senders_per_connection,
             )
             await self.wire.send(0)
         return _calibrate(spec, requests[0], response)
@@ -262,7 +250,7 @@ class Worker:
         return s.engine == "wire" and s.protocol in ("grpc", "http") and not s.sync
 
     async def _setup_shm(self) -> tuple[str, list[list[int]], str, list[int]]:
-        from sonic.client._shm import ShmPool, bytes_needed
+        from sonic.client import ShmPool
 
         spec = self.spec
         assert self.transport is not None
@@ -304,7 +292,7 @@ class Worker:
             with contextlib.suppress(SonicError, OSError):
                 await t.handle_async(ShmUnregister(name, timeout=5.0))
         if self.shm_pool is not None:
-            from sonic.client._shm import ShmPool
+            from sonic.client import ShmPool
 
             ShmPool.finish(self.shm_pool.drain())
         with contextlib.suppress(Exception):
@@ -320,10 +308,12 @@ class Worker:
             msg = exc.message if isinstance(exc, SonicError) else f"{type(exc).__name__}: {exc}"
             self.error_samples.append(msg)
 
-    async def _closed_loop(self, first: int) -> None:
+    async def _closed_loop(self, first: int, sender: int) -> None:
+        """One closed-loop sender: ``first`` is its first entry, ``sender`` its number
+        across all processes (which sets its gRPC connection with the wire engine)."""
         assert self.transport is not None
         if self.wire is not None:
-            return await self._closed_loop_wire(first, self.wire.send)
+            return await self._closed_loop_wire(first, self.wire.sender(sender))
         handle = self.transport.handle_async
         ops = self.ops
         n = len(ops)
@@ -423,7 +413,9 @@ class Worker:
             i += 1
             due += interval if distribution == "constant" else rng.expovariate(1.0) * interval
 
-    def start(self, kind: str, value: float, distribution: str, max_outstanding: int) -> None:
+    def start(
+        self, kind: str, value: float, distribution: str, max_outstanding: int, first_sender: int = 0
+    ) -> None:
         self.running = True
         self.stop_event.clear()
         self.delayed = 0
@@ -439,7 +431,7 @@ class Worker:
                     t.start()
             else:
                 for k in range(n):
-                    task = loop.create_task(self._closed_loop(k))
+                    task = loop.create_task(self._closed_loop(k, first_sender + k))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
         elif value > 0:
@@ -518,7 +510,7 @@ class Worker:
                 msg = await self.inbox.get()
                 cmd = msg[0]
                 if cmd == "start":
-                    self.start(msg[1], msg[2], msg[3], msg[4])
+                    self.start(*msg[1:])
                     self.conn.send(("started",))
                 elif cmd == "flush":
                     self.conn.send(await self.flush())

@@ -35,7 +35,7 @@ from sonic.client._fallback import FallbackServer
 from sonic.client._inputs import NO_PARAMS, Checker, Prepared, check_outputs, output_nbytes
 from sonic.client._pool import Endpoint, ServerPool, ServerState
 from sonic.client._shm import ShmPool, ShmSlot, bytes_needed
-from sonic.client._stats import ClientStats, ServerSideStats, StatsRecorder
+from sonic.client._stats import ClientStats, ServerSideStats, StatsRecorder, tensor_nbytes
 from sonic.client._transport import (
     Infer,
     Metadata,
@@ -899,6 +899,11 @@ class Client:
             if data.flags.writeable:
                 data.flags.writeable = False
             outs[o.name] = data
+        self._stats.record_payload(
+            plan.prepared.batch or 1,
+            sum(tensor_nbytes(t.data) for t in plan.request.inputs),
+            sum(tensor_nbytes(a) for a in outs.values()),
+        )
         return InferResult(
             outs, resp.model_name, resp.model_version, ep.address, tries, latency, resp.id,
             resp.parameters,

@@ -18,7 +18,7 @@ import numpy as np
 
 from sonic.client._types import ModelStatistics
 
-__all__ = ["ClientStats", "ServerSideStats", "StatsRecorder"]
+__all__ = ["ClientStats", "ServerSideStats", "StatsRecorder", "tensor_nbytes"]
 
 LATENCY_SAMPLES = 200_000
 
@@ -30,7 +30,11 @@ class ClientStats:
     ``requests``: requests answered or failed (a ragged entry is one request); ``skipped``:
     calls with a batch of size 0, never sent; ``retries``: attempts beyond the first;
     ``failovers``: moves to another server (the fallback included); ``fallback``: requests
-    the fallback server answered. Latencies in seconds.
+    the fallback server answered. Latencies in seconds. ``inferences``, ``bytes_in``,
+    ``bytes_out``: summed over answered requests: samples (the batch size, 1 for a model
+    without batching), and the bytes of the input and output tensors' data (what a v2 wire
+    carries besides its framing; BYTES elements with their 4-byte length), whatever the
+    transport.
     """
 
     requests: int = 0
@@ -46,6 +50,9 @@ class ClientStats:
     latency_p99: float = 0.0
     latency_max: float = 0.0
     by_server: dict[str, int] = field(default_factory=dict)
+    inferences: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -71,12 +78,22 @@ class StatsRecorder:
         self._sum = 0.0
         self._by_server: dict[str, int] = {}
         self._pending: list[tuple[float, str, bool]] = []
+        self._payloads: list[tuple[int, int, int]] = []
+        self.inferences = self.bytes_in = self.bytes_out = 0
 
     def record_ok(self, latency: float, server: str, fallback: bool) -> None:
         """A request answered at its first try."""
         pending = self._pending
         pending.append((latency, server, fallback))
         if len(pending) >= self._FOLD:
+            with self._lock:
+                self._fold()
+
+    def record_payload(self, inferences: int, bytes_in: int, bytes_out: int) -> None:
+        """An answered request's size (one ``list.append``, folded in batches)."""
+        payloads = self._payloads
+        payloads.append((inferences, bytes_in, bytes_out))
+        if len(payloads) >= self._FOLD:
             with self._lock:
                 self._fold()
 
@@ -95,6 +112,14 @@ class StatsRecorder:
         del pending[:n]  # appends made meanwhile stay, after position n
         for latency, server, fallback in done:
             self._add(True, latency, server, fallback)
+        payloads = self._payloads
+        n = len(payloads)
+        sizes = payloads[:n]
+        del payloads[:n]
+        for inferences, bytes_in, bytes_out in sizes:
+            self.inferences += inferences
+            self.bytes_in += bytes_in
+            self.bytes_out += bytes_out
 
     def _add(self, ok: bool, latency: float, server: str, fallback: bool) -> None:
         self.requests += 1
@@ -138,7 +163,20 @@ class StatsRecorder:
                 latency_p99=p99,
                 latency_max=self._max,
                 by_server=dict(self._by_server),
+                inferences=self.inferences,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
             )
+
+
+def tensor_nbytes(data: Any) -> int:
+    """The bytes of one tensor's data on a v2 wire: the raw array, or for BYTES (an object
+    array) each element with its 4-byte length prefix."""
+    if not isinstance(data, np.ndarray):
+        return 0
+    if data.dtype.kind in "OSU":
+        return sum(4 + len(v if isinstance(v, bytes) else str(v).encode()) for v in data.reshape(-1))
+    return int(data.nbytes)
 
 
 @dataclass(frozen=True)

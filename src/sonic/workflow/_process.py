@@ -289,6 +289,7 @@ class _Run:
                 rep.latency_mean, rep.latency_p50 = st.latency_mean, st.latency_p50
                 rep.latency_p99, rep.latency_max = st.latency_p99, st.latency_max
                 rep.by_server = dict(st.by_server)
+                rep.inferences, rep.bytes_in, rep.bytes_out = st.inferences, st.bytes_in, st.bytes_out
                 if self.p.server_stats and st.requests:
                     rows = await asyncio.to_thread(c.server_stats)
                     rep.server_side = [{k: getattr(r, k) for k in r.__dataclass_fields__} for r in rows]

@@ -10,6 +10,9 @@ queue and compute times from the statistics extension.
 Reports are plain data and merge (:meth:`Report.merge`): a Dask job returns one per partition
 and the driver adds them up. Latencies are kept in log-spaced histograms so that merged
 percentiles stay exact to the bin width (about 6 %).
+
+:meth:`Report.profile` condenses a report into the per-event workflow profile that
+``sonic plan`` reads (the ``profile`` block of ``sonic run --report-json``).
 """
 
 from __future__ import annotations
@@ -141,12 +144,16 @@ class ClientReport:
     latency_max: float = 0.0
     by_server: dict[str, int] = field(default_factory=dict)
     server_side: list[dict[str, Any]] = field(default_factory=list)
+    inferences: int = 0  # samples in answered requests (batch sizes summed)
+    bytes_in: int = 0  # input tensor bytes of answered requests
+    bytes_out: int = 0  # output tensor bytes of answered requests
 
     def merge(self, other: ClientReport) -> None:
         n0, n1 = self.requests, other.requests
         if n0 + n1:
             self.latency_mean = (self.latency_mean * n0 + other.latency_mean * n1) / (n0 + n1)
-        for k in ("requests", "successes", "failures", "retries", "failovers", "fallback", "skipped"):
+        counters = ("requests", "successes", "failures", "retries", "failovers", "fallback", "skipped")
+        for k in (*counters, "inferences", "bytes_in", "bytes_out"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.latency_p50 = max(self.latency_p50, other.latency_p50)
         self.latency_p99 = max(self.latency_p99, other.latency_p99)
@@ -266,7 +273,75 @@ class Report:
         d["events_per_s"] = self.events_per_s
         d["cpu_s"] = self.cpu_s
         d["wait_s"] = self.wait_s
+        d["kind"] = "sonic-run-report"
+        d["profile"] = self.profile()
         return d
+
+    def profile(self) -> dict[str, Any]:
+        """The workflow's profile per event, with the keys ``sonic plan`` reads
+        (:class:`sonic.bench.plan.Profile`), and ``notes`` on how each was obtained.
+
+        - ``cpu_ms_per_event``: the modules' CPU work (``produce``; ``acquire`` + ``produce``
+          of SONIC modules), summed and divided by the events read;
+        - ``ml_ms_per_event_inline``: the inference wait per event, only when every client
+          used the local transport (the model in this process): that is the inline time,
+          exactly so with one stream (or ``--sync``); with more streams the waits overlap and
+          include queueing, and with a remote server they are its latency, not inline time
+          (then the key is left out: give ``--ml-ms`` to ``sonic plan``);
+        - ``requests_per_event``, ``inferences_per_request``, ``bytes_in_per_request``,
+          ``bytes_out_per_request``: the clients' answered requests, their samples and tensor
+          bytes (data, without the protocol's framing);
+        - ``requests_in_flight``: requests per inference call (a ragged call sends its
+          entries together), ``streams``: events in flight.
+
+        The client's CPU per request is not measured here (``sonic bench --engine client``
+        shows the codec's send/recv cost); the hidden share of the wait is in the notes (it
+        is specific to this run's latency; ``sonic plan`` models hiding from ``streams``).
+        """
+        events = max(self.events, 1)
+        answered = sum(c.successes for c in self.clients)
+        calls = sum(m.requests for m in self.modules if m.kind == "sonic")
+        out: dict[str, Any] = {
+            "name": self.name,
+            "cpu_ms_per_event": self.cpu_s / events * 1e3,
+        }
+        transports = sorted({c.transport for c in self.clients})
+        notes: dict[str, Any] = {
+            "events": self.events,
+            "transports": transports,
+            "cpu_ms_per_event": "modules' CPU work per event (acquire and produce included)",
+        }
+        if self.clients and transports == ["local"]:
+            out["ml_ms_per_event_inline"] = self.wait_s / events * 1e3
+            notes["ml_ms_per_event_inline"] = (
+                "inference wait per event with the local transport (the model in this process; "
+                "the hand-off to the data plane's thread included)"
+                + (
+                    f"; measured with {self.streams} streams: the waits overlap and include queueing, "
+                    "so this overstates the inline time (run with --streams 1 for it)"
+                    if self.streams > 1 and not any(c.mode == "sync" for c in self.clients)
+                    else ""
+                )
+            )
+        elif self.clients:
+            notes["ml_ms_per_event_inline"] = (
+                f"not measured: the clients used {', '.join(transports)}, so the wait "
+                f"({self.wait_s / events * 1e3:.4g} ms per event) is the remote latency, not the "
+                "inline time; run with the local transport, or give it by hand (sonic plan --ml-ms)"
+            )
+        if answered:
+            ok = [c for c in self.clients if c.successes]
+            out["requests_per_event"] = answered / events
+            out["inferences_per_request"] = sum(c.inferences for c in ok) / answered
+            out["bytes_in_per_request"] = sum(c.bytes_in for c in ok) / answered
+            out["bytes_out_per_request"] = sum(c.bytes_out for c in ok) / answered
+            out["requests_in_flight"] = max(1, round(answered / calls)) if calls else 1
+        out["streams"] = max(1, self.streams)
+        if self.wait_s:
+            notes["hidden_fraction"] = round(1.0 - self.exposed_wait_s / self.wait_s, 4)
+        notes["client_ms_per_request"] = "not measured by sonic run (sonic bench --engine client shows it)"
+        out["notes"] = notes
+        return out
 
     def table(self) -> str:
         """The report as text, for a terminal."""
@@ -331,4 +406,17 @@ class Report:
                 )
         for o in self.outputs:
             lines.append(f"  output: {o}")
+        if self.events:
+            pr = self.profile()
+            ml = pr.get("ml_ms_per_event_inline")
+            line = f"  profile (for sonic plan): CPU {pr['cpu_ms_per_event']:.4g} ms/event, ML inline " + (
+                f"{ml:.4g} ms/event" if ml is not None else "not measured (remote transport)"
+            )
+            if "requests_per_event" in pr:
+                line += (
+                    f", {pr['requests_per_event']:.3g} requests/event × "
+                    f"{pr['inferences_per_request']:.3g} inferences, {pr['bytes_in_per_request']:.0f} B in "
+                    f"+ {pr['bytes_out_per_request']:.0f} B out per request"
+                )
+            lines.append(line)
         return "\n".join(lines)

@@ -36,9 +36,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--streams", type=int, help="events in flight per process (overrides the file)")
     p.add_argument("--threads", type=int, help="threads for modules' CPU work (overrides the file)")
     p.add_argument("--max-events", type=int, help="stop after this many events")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the description: dotted key path, YAML value (repeatable), e.g. "
+        "clients.tagger.transport=local or clients.tagger.servers=[gpu1:8001]",
+    )
     p.add_argument("--sync", action="store_true", help="blocking inference calls (no latency hiding)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--report-json", type=Path, metavar="PATH", help="also write the report as JSON")
+    p.add_argument(
+        "--report-json",
+        type=Path,
+        metavar="PATH",
+        help="also write the report as JSON; its 'profile' block is the workflow profile that "
+        "`sonic plan PATH` (or `sonic plan --profile PATH`) reads",
+    )
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     p.set_defaults(handler=cmd_run)
 
@@ -57,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _positive("max-events", args.max_events, 0)
     _positive("partitions", args.partitions, 1)
     try:
-        process = load_process(args.process)
+        process = load_process(args.process, args.set)
     except ConfigError as exc:
         print(f"sonic run: {exc.message}", file=sys.stderr)
         return 2
