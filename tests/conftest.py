@@ -15,11 +15,13 @@ cannot run (``-m "not triton"`` deselects them).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import pytest
@@ -113,6 +115,19 @@ def parse_metrics(text: str) -> Metrics:
 def scrape_metrics(metrics_url: str) -> Metrics:
     with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=10) as response:
         return parse_metrics(response.read().decode())
+
+
+EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+
+
+def example_module(filename: str) -> ModuleType:
+    """A module file of examples/workflows (``protodune.py``...), imported under its own name."""
+    path = EXAMPLE_WORKFLOWS / filename
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _require_triton() -> None:

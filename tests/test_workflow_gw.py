@@ -24,17 +24,15 @@ Tolerances (the cleaned strain is float64, the network float32):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import _require_triton, _triton, sonic_process
+from conftest import _require_triton, _triton, example_module, sonic_process
 from sonic.protocol.errors import InvalidArgument
 from sonic.workflow import (
     ArraySource,
@@ -265,14 +263,6 @@ def test_h5sink_parts_merge_in_order(tmp_path: Path) -> None:
 # -- the DeepClean workflow -----------------------------------------------------------------------
 
 
-def _example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deepclean_example", EXAMPLES / "deepclean.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The example's inputs (its own ``prepare``), and the offline answer of ``clean()``."""
@@ -284,7 +274,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from sonic.models.train import clean
 
     dest = tmp_path_factory.mktemp("gw")
-    _example().prepare(dest, SECONDS, SEED)
+    example_module("deepclean.py").prepare(dest, SECONDS, SEED)
     for f in ("deepclean.yaml", "deepclean.py"):
         shutil.copy(EXAMPLES / f, dest / f)
     sample = read_gw(dest / "gw_strain.h5")

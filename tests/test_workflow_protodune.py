@@ -18,16 +18,14 @@ far more). Seen on this machine: identical bits.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import _require_triton, _triton, sonic_process
+from conftest import _require_triton, _triton, example_module, sonic_process
 from sonic.data.lartpc import read_lartpc
 from sonic.models import weights_path
 from sonic.models.repository import write_repository
@@ -46,15 +44,7 @@ SCORE_ATOL = 1e-5
 HALF = 24  # half a 48x48 patch
 
 
-def _load_protodune() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("protodune_example", WORKFLOWS / "protodune.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-protodune = _load_protodune()
+protodune = example_module("protodune.py")
 
 
 @pytest.fixture(scope="module")
