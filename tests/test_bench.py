@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from sonic.bench.cli import register
 from sonic.bench.engine import BenchConfig, BenchError, LoadEngine, parse_range, run_bench
 from sonic.bench.inputs import make_entries, parse_shapes
 from sonic.bench.results import BenchReport, percentile_ns, summarize_latencies
-from sonic.bench.wire import WireError, WireSender, grpc_connection_of, grpc_request, http_request
+from sonic.bench.wire import (
+    SyncWireSender,
+    WireError,
+    WireSender,
+    grpc_connection_of,
+    grpc_request,
+    http_request,
+)
 from sonic.client import ModelInfo, TensorInfo
 from sonic.protocol.errors import Code, InvalidArgument
 from sonic.server.process import ServerProcess
@@ -170,10 +178,20 @@ def test_csv_is_perf_analyzers_format(server: ServerProcess) -> None:
 # -- the engine against a server -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("protocol", "engine"), [("grpc", "wire"), ("http", "wire"), ("grpc", "client")])
-def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, engine: str) -> None:
-    """c requests always in flight: throughput = c / latency, and the server counts what the
-    client sent; dynamic batching merged concurrent requests."""
+@pytest.mark.parametrize(
+    ("protocol", "engine", "sync"),
+    [
+        ("grpc", "wire", False),
+        ("http", "wire", False),
+        ("grpc", "client", False),
+        ("grpc", "wire", True),
+        ("http", "wire", True),
+    ],
+)
+def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, engine: str, sync: bool) -> None:
+    """c requests always in flight (asyncio senders, or blocking threads with --sync):
+    throughput = c / latency, and the server counts what the client sent; dynamic batching
+    merged concurrent requests."""
     c = 4
     cfg = BenchConfig(
         model="sleep",
@@ -182,6 +200,7 @@ def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, eng
         concurrency=[c],
         shapes={"INPUT0": (16,)},
         engine=engine,
+        sync=sync,
         **QUICK,
     )
     (r,) = run_bench(cfg).results
@@ -207,6 +226,8 @@ def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, eng
         {"protocol": "grpc", "compression": "gzip"},
         {"protocol": "http", "compression": "deflate"},
         {"protocol": "grpc", "sync": True},
+        {"protocol": "http", "sync": True, "input_format": "json"},
+        {"protocol": "grpc", "sync": True, "engine": "client"},
         {"protocol": "http", "processes": 2},
         {"protocol": "grpc", "batch": 8, "input_data": "zero"},
         {"protocol": "http", "engine": "client", "shared_memory": "system"},
@@ -349,6 +370,40 @@ def test_wire_reports_server_errors(server: ServerProcess, protocol: str) -> Non
 
     asyncio.run(go())
 
+    # the blocking twin (--sync): the same answers; threads 0-3 share one gRPC connection and
+    # take turns reading it, each HTTP thread has its own
+    sync = SyncWireSender(protocol, url, [request("mlp"), request("nosuch")], timeout=10.0)
+    try:
+        sync.sender(0)(0)
+        with pytest.raises(WireError) as err:
+            sync.sender(0)(1)
+        assert err.value.code is Code.NOT_FOUND and "nosuch" in err.value.message
+        done: list[int] = []
+        failed: list[BaseException] = []
+
+        def loop(i: int) -> None:
+            send = sync.sender(i)
+            try:
+                for n in range(50):
+                    send(n % 2 if i == 3 else 0)  # thread 3 mixes in failures
+                    done.append(i)
+            except WireError as exc:
+                failed.append(exc)
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert failed and all(isinstance(e, WireError) and e.code is Code.NOT_FOUND for e in failed)
+        assert sorted(set(done)) == [0, 1, 2, 3] and done.count(0) == 50
+        if protocol == "grpc":
+            assert len(sync._grpc) == 1 and not sync._http
+        else:
+            assert len(sync._http) == 4 and not sync._grpc
+    finally:
+        sync.close()
+
 
 def test_worker_runs_as_a_module() -> None:
     """Workers are `python -m sonic.bench.worker FD` (no re-import of the caller's __main__)."""
@@ -384,14 +439,18 @@ def _established(proc: Any, port: int) -> int:
     )
 
 
-def test_bench_opens_the_connections_of_its_layout(server: ServerProcess) -> None:
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+def test_bench_opens_the_connections_of_its_layout(server: ServerProcess, sync: bool) -> None:
     """The load generator's own TCP connections to the server after a level at concurrency 16:
     3 wire connections with perf_analyzer's layout, 16 with one per sender, 1 with one per
-    process; the control connection (metadata, statistics) is there in every case."""
+    process, with asyncio senders and with blocking threads alike; the control connection
+    (metadata, statistics) is there in every case."""
     port = int(server.grpc_url.rsplit(":", 1)[1])
     seen = {}
     for share in (6, 1, 0):
-        cfg = BenchConfig(model="mlp", url=server.grpc_url, grpc_senders_per_connection=share, **QUICK)
+        cfg = BenchConfig(
+            model="mlp", url=server.grpc_url, grpc_senders_per_connection=share, sync=sync, **QUICK
+        )
         with LoadEngine(cfg) as engine:
             r = engine.measure("concurrency", 16, max_trials=1)
             assert r.errors == 0 and r.requests > 0

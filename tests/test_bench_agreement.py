@@ -5,9 +5,9 @@ asserted: ``benchmarks/bench_vs_perf_analyzer.py`` prints the ratios with their 
 alternating rounds. A timed comparison here would flake on a shared machine. What is asserted
 is what makes the figures comparable and does not depend on timing: the same closed-loop load
 reaches the server over the same connections (how many requests share a connection changes
-how the server reads and batches them). perf_analyzer gives each sender its own client object;
-NVIDIA's C++ client library shares one gRPC channel among 6 of them (its two control clients
-first); over HTTP each has its own connection.
+how the server reads and batches them), in both of perf_analyzer's API modes. perf_analyzer
+gives each sender its own client object; NVIDIA's C++ client library shares one gRPC channel
+among 6 of them (its two control clients first); over HTTP each has its own connection.
 """
 
 from __future__ import annotations
@@ -67,11 +67,16 @@ def _peak_connections(port: int, run: Callable[[], Any]) -> int:
     return peak
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(("protocol", "concurrency"), [("grpc", 1), ("grpc", 4), ("grpc", 16), ("http", 4)])
-def test_same_connections_as_perf_analyzer(server: ServerProcess, protocol: str, concurrency: int) -> None:
+def test_same_connections_as_perf_analyzer(
+    server: ServerProcess, protocol: str, concurrency: int, mode: str
+) -> None:
+    """In each API mode: perf_analyzer's default (synchronous: a thread blocked per request)
+    against ``sonic bench --sync``, and ``perf_analyzer --async`` against sonic bench's default."""
     url = server.grpc_url if protocol == "grpc" else server.http_url
     port = int(url.rsplit(":", 1)[1])
-    quick = ["-p", "300", "-s", "100", "--max-trials", "3"]
+    quick = ["-p", "300", "-s", "100", "--max-trials", "3"] + (["--async"] if mode == "async" else [])
     pa = _peak_connections(
         port,
         lambda: run_perf_analyzer(
@@ -80,6 +85,7 @@ def test_same_connections_as_perf_analyzer(server: ServerProcess, protocol: str,
         ),
     )
     cfg = BenchConfig(
+        sync=mode == "sync",
         model="mlp",
         url=url,
         protocol=protocol,

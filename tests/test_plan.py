@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,34 @@ def test_saturation_is_a_closed_system() -> None:
     )
     half = make_plan(p, curve, threads=100, utilization=0.5)
     assert half.ratio == pytest.approx(10, rel=1e-6) and half.servers == 10
+
+
+@pytest.mark.parametrize("throughput", [1e6, 1e12, 1e15])
+def test_tiny_workflow_on_a_huge_server(throughput: float, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server far larger than the workflow needs carries billions of client threads: the
+    ratio is still X · T / (k · b), not a failed search."""
+    p = Profile(cpu_ms_per_event=1, ml_ms_per_event_inline=0.01)
+    plan = make_plan(p, ServerCurve.by_hand(throughput, 1.0), threads=1000)
+    # one request of 1 ms on top of 1 ms of CPU: T = 2 ms; the server fills at X · T threads
+    assert plan.ratio == pytest.approx(throughput * 0.002, rel=1e-6)
+    assert plan.servers == 1 and plan.at_ratio.event_s == pytest.approx(0.002)
+    assert plan.cluster.utilization == pytest.approx(1000 / (throughput * 0.002), rel=1e-6)
+    assert sonic("plan", "--cpu-ms", "1", "--ml-ms", "0.01", "--server-throughput", f"{throughput:g}",
+                 "--server-latency-ms", "1", "--threads", "1000") == 0  # fmt: skip
+    shown = re.search(r"GPU:CPU = 1:(\d+)", capsys.readouterr().out)
+    assert shown is not None and float(shown.group(1)) == pytest.approx(throughput * 0.002, rel=1e-6)
+
+
+def test_plan_says_when_the_search_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the search limit, a message that says so (not "no operating point")."""
+    from sonic.bench import plan as planmod
+
+    curve = ServerCurve([1, 2, 4], [100.0, 150.0, 160.0], [10.0, 13.3, 25.0])
+    profile = Profile(cpu_ms_per_event=1, ml_ms_per_event_inline=1)
+    assert make_plan(profile, curve).ratio > 1  # found within the limit...
+    monkeypatch.setattr(planmod, "THREADS_SEARCH_FACTOR", 1e-3)  # ...and not within this one
+    with pytest.raises(InvalidArgument, match="search limit"):
+        make_plan(profile, curve)
 
 
 def _level(c: int, throughput: float, avg_ms: float) -> LevelResult:

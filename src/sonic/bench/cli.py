@@ -82,10 +82,19 @@ def _load_args(p: argparse.ArgumentParser) -> None:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
-        "-a", "--async", dest="sync", action="store_false", default=False, help="asyncio senders (default)"
+        "-a",
+        "--async",
+        dest="sync",
+        action="store_false",
+        default=False,
+        help="asyncio senders on one event loop per process (default; as perf_analyzer --async)",
     )
     mode.add_argument(
-        "--sync", dest="sync", action="store_true", help="one blocking thread per request in flight"
+        "--sync",
+        dest="sync",
+        action="store_true",
+        help="one blocking thread per request in flight, each sending its next request as soon as "
+        "its answer is in (perf_analyzer's default mode)",
     )
     p.add_argument(
         "--processes",

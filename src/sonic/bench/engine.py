@@ -150,10 +150,10 @@ class BenchConfig:
             raise InvalidArgument("give --concurrency-range or --request-rate-range")
         if self.engine not in ("wire", "client"):
             raise InvalidArgument(f"--engine {self.engine!r}: expected wire or client")
-        if self.protocol == "http" and self.input_format == "json" and (self.engine != "wire" or self.sync):
+        if self.protocol == "http" and self.input_format == "json" and self.engine != "wire":
             raise InvalidArgument(
-                "--input-tensor-format json: only the wire engine sends JSON tensors (--engine wire, "
-                "asynchronous); the SONIC client's HTTP transport always sends binary tensors"
+                "--input-tensor-format json: only the wire engine sends JSON tensors (--engine wire); "
+                "the SONIC client's HTTP transport always sends binary tensors"
             )
         if self.grpc_senders_per_connection < 0:
             raise InvalidArgument(
@@ -404,7 +404,7 @@ class LoadEngine:
     @property
     def uses_wire(self) -> bool:
         c = self.cfg
-        return c.engine == "wire" and c.protocol in ("grpc", "http") and not c.sync
+        return c.engine == "wire" and c.protocol in ("grpc", "http")
 
     def client_codec_us(self, key: str) -> float:
         """Client send/recv per request: the codec's cost when each request is encoded and

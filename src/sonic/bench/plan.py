@@ -306,6 +306,10 @@ def solve(p: Profile, curve: ServerCurve, threads: float, rtt_ms: float = 0.0) -
     return Operating(threads, r, t, c, lam * p.inferences_per_request / curve.max_throughput)
 
 
+#: ``threads_per_server`` searches up to this many times its first estimate, then answers inf.
+THREADS_SEARCH_FACTOR = 1e6
+
+
 def threads_per_server(
     p: Profile, curve: ServerCurve, utilization: float = 1.0, rtt_ms: float = 0.0
 ) -> float:
@@ -317,10 +321,15 @@ def threads_per_server(
     def util(n: float) -> float:
         return solve(p, curve, n, rtt_ms).utilization
 
-    lo, hi = 0.0, 1.0
+    # the search starts at the scale of the answer, the threads that would fill the server if
+    # each kept its low-load pace (a tiny workflow on a big server needs billions), and gives
+    # up only far past it
+    alone = solve(p, curve, 1.0, rtt_ms).utilization
+    scale = max(1.0, utilization / alone) if alone > 0 else 1.0
+    lo, hi = 0.0, scale
     while util(hi) <= utilization * (1 - 1e-9):
         lo, hi = hi, hi * 2
-        if hi > 1e9:
+        if hi > scale * THREADS_SEARCH_FACTOR:
             return math.inf
     for _ in range(100):
         mid = 0.5 * (lo + hi)
@@ -592,6 +601,12 @@ def make_plan(
     if inline_s <= 0:
         raise InvalidArgument("plan: the inline event time is zero")
     ratio = threads_per_server(profile, curve, utilization, rtt_ms)
+    if not math.isfinite(ratio):
+        raise InvalidArgument(
+            f"plan: one server did not reach {100 * utilization:.0f}% utilisation with "
+            f"{THREADS_SEARCH_FACTOR:g} times the client threads that would fill it at one thread's "
+            "pace (the search limit); check the server curve, or lower the target utilisation"
+        )
     at_ratio = solve(profile, curve, ratio, rtt_ms)
     servers = max(1, math.ceil(threads / ratio * (1 - 1e-7))) if math.isfinite(ratio) else 1
     while True:  # whole servers: the threads are shared evenly

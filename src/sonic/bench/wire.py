@@ -29,6 +29,13 @@ how the server reads and batches them:
   over one connection, at 16 over three (4 + 6 + 6 senders). ``senders_per_connection``
   1 gives every sender its own connection, 0 one connection per process for all.
 
+Two ways to drive them, as perf_analyzer has two API modes: asyncio senders on the worker's
+event loop (:class:`WireSender`, sonic bench's default), or blocking threads, one per request
+in flight (:class:`SyncWireSender`, ``--sync``: perf_analyzer's default), over the same
+connections and the same frame handling. The mode changes when requests reach the server: an
+event loop that reads a group of answers re-sends the group at once, while threads re-send one
+by one as each wakes up, and a dynamic batcher forms larger batches from the former.
+
 HTTP/2 here: preface and SETTINGS, HPACK (the ``hpack`` package; request headers are encoded
 once, as never-indexed literals, so that the same bytes serve every call), flow control both
 ways, PING, GOAWAY, RST_STREAM. Every call carries the flow-control frames gRPC's core
@@ -42,10 +49,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
+import threading
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hpack
 import httptools
@@ -56,6 +66,9 @@ __all__ = [
     "GRPC_SENDERS_PER_CONNECTION",
     "GrpcWire",
     "HttpWire",
+    "SyncGrpcWire",
+    "SyncHttpWire",
+    "SyncWireSender",
     "WireError",
     "WireSender",
     "grpc_connection_of",
@@ -280,10 +293,18 @@ def grpc_request(
     return bytes(block), struct.pack(">BI", flag, len(message)) + message
 
 
+class _Waiter(Protocol):
+    """What a call's completion is told: an asyncio future, or :class:`_SyncCall`."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: None, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class _Stream:
     __slots__ = ("future", "grpc_message", "grpc_status", "http_status", "pending", "t0", "window")
 
-    def __init__(self, future: asyncio.Future[None], window: int, t0: float) -> None:
+    def __init__(self, future: _Waiter, window: int, t0: float) -> None:
         self.future = future
         self.t0 = t0
         self.window = window
@@ -531,15 +552,20 @@ class _H2(asyncio.Protocol):
 
     def start(self, block: bytes, message: bytes) -> asyncio.Future[None]:
         """Start a call; the future resolves when its answer is complete."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.begin(block, message, fut, loop.time())
+        return fut
+
+    def begin(self, block: bytes, message: bytes, fut: _Waiter, t0: float) -> None:
+        """Write a call's frames; ``fut`` is told when its answer is complete."""
         if self.closed:
             raise WireError(self.error or "the connection is closed", Code.UNAVAILABLE)
         sid = self.next_id
         self.next_id += 2
         if self.next_id >= _MAX_WINDOW:
             self.closed = True  # stream ids exhausted: the next call opens a new connection
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        s = _Stream(fut, self.peer_window, loop.time())
+        s = _Stream(fut, self.peer_window, t0)
         self.streams[sid] = s
         if len(block) <= self.peer_max_frame:
             head = _frame(_HEADERS, _END_HEADERS, sid, block)
@@ -561,7 +587,6 @@ class _H2(asyncio.Protocol):
             self.transport.write(head + tail)
             s.pending = message
             self._send_data(sid, s)
-        return fut
 
     def expire(self, now: float, timeout: float) -> None:
         for sid, s in list(self.streams.items()):
@@ -636,12 +661,9 @@ class GrpcWire:
 # -- what a worker uses ----------------------------------------------------------------------------------
 
 
-class WireSender:
-    """Sends entry ``k``'s pre-encoded request and waits for the answer.
-
-    gRPC: :meth:`sender` gives closed-loop sender ``i`` its connection
-    (:func:`grpc_connection_of`); :meth:`send` (the open loop, and the worker's first request)
-    uses sender 0's, so that no connection stays idle in a closed loop of one process."""
+class _SenderBase:
+    """Where and what a sender sends: the server's address, the protocol, the pre-encoded
+    requests, and how many closed-loop senders share one gRPC connection."""
 
     def __init__(
         self,
@@ -657,7 +679,18 @@ class WireSender:
         self.timeout = timeout
         self.payloads = list(payloads)
         self.senders_per_connection = senders_per_connection
-        self.http = HttpWire(self.host, self.port, timeout) if protocol != "grpc" else None
+
+
+class WireSender(_SenderBase):
+    """Sends entry ``k``'s pre-encoded request and waits for the answer.
+
+    gRPC: :meth:`sender` gives closed-loop sender ``i`` its connection
+    (:func:`grpc_connection_of`); :meth:`send` (the open loop, and the worker's first request)
+    uses sender 0's, so that no connection stays idle in a closed loop of one process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.http = HttpWire(self.host, self.port, self.timeout) if self.protocol != "grpc" else None
         self.grpc: dict[int, GrpcWire] = {}
 
     def _grpc(self, index: int) -> GrpcWire:
@@ -691,3 +724,229 @@ class WireSender:
             await self.http.close()
         for w in self.grpc.values():
             await w.close()
+
+
+# -- the blocking twin (--sync) ----------------------------------------------------------------------
+#
+# perf_analyzer's default (synchronous) mode: one thread per request in flight, each blocked in
+# its client object's Infer() until the answer is in, then sending the next. The threads below
+# do the same over the same connections as above: HTTP/1.1, one blocking keep-alive socket per
+# thread; gRPC, one HTTP/2 connection per 6 threads (grpc_connection_of), on which the waiting
+# threads take turns reading, leader and followers: the thread that reads completes whichever
+# calls its bytes answer, and on leaving hands the socket to a thread still waiting. (gRPC's
+# C++ core does the same: a thread blocked in a synchronous call polls the channel's socket for
+# every call on it.) The frame handling is the asyncio protocols' own (_H1, _H2), driven by
+# plain socket reads instead of an event loop.
+
+
+class _SyncCall:
+    """A blocking call's completion: the :class:`_Waiter` of :class:`_H1` and :class:`_H2`."""
+
+    __slots__ = ("_done", "error", "event")
+
+    def __init__(self) -> None:
+        self._done = False
+        self.error: BaseException | None = None
+        self.event = threading.Event()
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: None, /) -> None:
+        self._done = True
+        self.event.set()
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.error = exception
+        self._done = True
+        self.event.set()
+
+
+class _SockTransport:
+    """The ``transport.write`` / ``close`` the protocols call, on a blocking socket."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        # on failure, the read that follows sees the connection gone and fails the calls
+        with contextlib.suppress(OSError):
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=10.0)
+    except OSError as exc:
+        raise WireError(f"cannot connect to {host}:{port}: {exc}", Code.UNAVAILABLE) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # reads wake up at least this often, so that a call past its timeout fails
+    sock.settimeout(min(1.0, timeout / 4) if timeout else None)
+    return sock
+
+
+class SyncHttpWire:
+    """One blocking HTTP/1.1 keep-alive connection (a thread's own), one request at a time."""
+
+    def __init__(self, host: str, port: int, timeout: float | None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._sock: socket.socket | None = None
+        self._proto: _H1 | None = None
+
+    def call(self, payload: bytes) -> None:
+        proto, sock = self._proto, self._sock
+        if proto is None or sock is None or proto.closed:
+            self.close()
+            sock = self._sock = _connect(self.host, self.port, self.timeout)
+            proto = self._proto = _H1()
+            proto.connection_made(cast(asyncio.BaseTransport, _SockTransport(sock)))
+        call = _SyncCall()
+        proto.waiter = cast(asyncio.Future[None], call)
+        t0 = time.monotonic()
+        try:
+            sock.sendall(payload)
+            while not call._done:
+                try:
+                    data = sock.recv(1 << 16)
+                except TimeoutError:
+                    if self.timeout and time.monotonic() - t0 > self.timeout:
+                        proto._fail(WireError(f"no answer within {self.timeout} s", Code.UNAVAILABLE))
+                        proto.closed = True
+                    continue
+                if not data:
+                    proto.connection_lost(None)
+                else:
+                    proto.data_received(data)
+        except OSError as exc:
+            proto.connection_lost(exc)
+        if call.error is not None:
+            if proto.closed:
+                self.close()
+            raise call.error
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._proto = None
+
+
+class SyncGrpcWire:
+    """gRPC unary calls from many threads over one blocking HTTP/2 connection (reopened
+    when it fails); see above for how the threads share its reads."""
+
+    def __init__(self, host: str, port: int, timeout: float | None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proto: _H2 | None = None
+        self._reading = False
+        self._waiting: list[_SyncCall] = []
+
+    def _connection(self) -> tuple[socket.socket, _H2]:  # under the lock
+        if self._proto is None or self._sock is None or self._proto.closed:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = _connect(self.host, self.port, self.timeout)
+            self._proto = _H2()
+            self._proto.connection_made(cast(asyncio.BaseTransport, _SockTransport(self._sock)))
+        return self._sock, self._proto
+
+    def call(self, block: bytes, message: bytes) -> None:
+        call = _SyncCall()
+        lock = self._lock
+        with lock:
+            sock, proto = self._connection()
+            proto.begin(block, message, call, time.monotonic())
+        while True:
+            with lock:
+                if call._done:
+                    break
+                lead = not self._reading
+                if lead:
+                    self._reading = True
+                else:
+                    self._waiting.append(call)
+            if not lead:  # woken when answered, or to take over the reading
+                call.event.wait()
+                call.event.clear()
+                continue
+            try:
+                self._read_until(call, sock, proto)
+            finally:
+                with lock:
+                    self._reading = False
+                    while self._waiting:
+                        w = self._waiting.pop()
+                        if not w._done:
+                            w.event.set()
+                            break
+        if call.error is not None:
+            raise call.error
+
+    def _read_until(self, call: _SyncCall, sock: socket.socket, proto: _H2) -> None:
+        lock = self._lock
+        while not call._done:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                if self.timeout:
+                    with lock:
+                        proto.expire(time.monotonic(), self.timeout)
+                continue
+            except OSError as exc:
+                with lock:
+                    proto.connection_lost(exc)
+                return
+            with lock:
+                if data:
+                    proto.data_received(data)
+                else:
+                    proto.connection_lost(None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = self._proto = None
+
+
+class SyncWireSender(_SenderBase):
+    """The blocking twin of :class:`WireSender`: :meth:`sender` gives thread ``i`` its send
+    function, over its own HTTP/1.1 connection or its share of a gRPC connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._http: dict[int, SyncHttpWire] = {}
+        self._grpc: dict[int, SyncGrpcWire] = {}
+
+    def sender(self, i: int) -> Callable[[int], None]:
+        """The blocking send function of closed-loop sender ``i`` (numbered across processes)."""
+        payloads = self.payloads
+        if self.protocol != "grpc":
+            h1 = self._http.setdefault(i, SyncHttpWire(self.host, self.port, self.timeout))
+
+            def send_http(k: int) -> None:
+                h1.call(payloads[k])
+
+            return send_http
+        index = grpc_connection_of(i, self.senders_per_connection)
+        h2 = self._grpc.setdefault(index, SyncGrpcWire(self.host, self.port, self.timeout))
+
+        def send_grpc(k: int) -> None:
+            block, message = payloads[k]
+            h2.call(block, message)
+
+        return send_grpc
+
+    def close(self) -> None:
+        for h1 in self._http.values():
+            h1.close()
+        for h2 in self._grpc.values():
+            h2.close()
+        self._http, self._grpc = {}, {}

@@ -39,7 +39,13 @@ from typing import Any
 import numpy as np
 
 from sonic.bench.inputs import Entry
-from sonic.bench.wire import GRPC_SENDERS_PER_CONNECTION, WireSender, grpc_request, http_request
+from sonic.bench.wire import (
+    GRPC_SENDERS_PER_CONNECTION,
+    SyncWireSender,
+    WireSender,
+    grpc_request,
+    http_request,
+)
 from sonic.client import (
     Infer,
     ModelStatistics,
@@ -221,6 +227,7 @@ class Worker:
         self.shm_pool: Any = None
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.wire: WireSender | None = None
+        self.sync_wire: SyncWireSender | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -234,20 +241,22 @@ class Worker:
         # inputs, which only the wire sends, this one goes as binary: same server, same model)
         response = await self.transport.handle_async(self.ops[0])
         if self.uses_wire:
-            self.wire = WireSender(
-                spec.protocol,
-                spec.url,
-                [_payload(spec, r) for r in requests],
-                spec.timeout or None,
-                spec.grpc_senders_per_connection,
-            )
-            await self.wire.send(0)
+            payloads = [_payload(spec, r) for r in requests]
+            args = (spec.protocol, spec.url, payloads, spec.timeout or None, spec.grpc_senders_per_connection)
+            # the open loop (request-rate mode) is asyncio's in both modes; its connection opens
+            # with its first request
+            self.wire = WireSender(*args)
+            if spec.sync:  # closed loop: blocking threads (perf_analyzer's default mode)
+                self.sync_wire = SyncWireSender(*args)
+                await asyncio.to_thread(self.sync_wire.sender(0), 0)
+            else:
+                await self.wire.send(0)
         return _calibrate(spec, requests[0], response)
 
     @property
     def uses_wire(self) -> bool:
         s = self.spec
-        return s.engine == "wire" and s.protocol in ("grpc", "http") and not s.sync
+        return s.engine == "wire" and s.protocol in ("grpc", "http")
 
     async def _setup_shm(self) -> tuple[str, list[list[int]], str, list[int]]:
         from sonic.client import ShmPool
@@ -285,6 +294,8 @@ class Worker:
         if self.wire is not None:
             with contextlib.suppress(Exception):
                 await self.wire.close()
+        if self.sync_wire is not None:
+            self.sync_wire.close()
         t = self.transport
         if t is None:
             return
@@ -349,21 +360,28 @@ class Worker:
                 continue
             append((t0, clock()))
 
-    def _sync_loop(self, first: int) -> None:
+    def _sync_loop(self, first: int, sender: int) -> None:
+        """One blocking closed-loop sender (a thread): the wire's, or the SONIC client's."""
         assert self.transport is not None
-        handle = self.transport.handle
-        ops = self.ops
-        n = len(ops)
+        if self.sync_wire is not None:
+            send = self.sync_wire.sender(sender)
+        else:
+            handle, ops = self.transport.handle, self.ops
+
+            def send(k: int) -> None:
+                handle(ops[k])
+
+        n = len(self.ops)
         i = first
         append = self.records.append
         clock = time.monotonic_ns
         stop = self.stop_event
         while not stop.is_set():
-            op = ops[i % n]
+            k = i % n
             i += 1
             t0 = clock()
             try:
-                handle(op)
+                send(k)
             except SonicError as exc:
                 self._failed(exc)
                 time.sleep(0.001)
@@ -424,7 +442,9 @@ class Worker:
             n = int(value)
             if self.spec.sync:
                 self.threads = [
-                    threading.Thread(target=self._sync_loop, args=(k,), daemon=True, name=f"bench-{k}")
+                    threading.Thread(
+                        target=self._sync_loop, args=(k, first_sender + k), daemon=True, name=f"bench-{k}"
+                    )
                     for k in range(n)
                 ]
                 for t in self.threads:
