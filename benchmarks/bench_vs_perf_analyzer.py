@@ -58,31 +58,29 @@ with an error); such a run is retried, at most twice, and then left out of the r
 
 What it showed on the 2-core development host (3 alternating rounds, server on one core, load
 generators on the other; sonic bench / perf_analyzer, median over rounds, throughput / p50,
-server batch perf_analyzer vs sonic bench at 16 in flight):
+server batch perf_analyzer vs sonic bench at 16 in flight; runs of 10:45-10:58):
 
     like with like             c=1            c=4            c=16
-    gRPC  sync  / sync         1.02 / 0.97    1.01 / 1.00    1.02 / 0.94   batch 5.9 vs 5.4
-    HTTP  sync  / sync         1.07 / 0.94    0.98 / 1.06    1.13 / 0.89   batch 4.7 vs 5.4
-          (again, sync only)   1.07 / 0.93                   1.09 / 0.89   batch 4.7 vs 5.2
-    gRPC  async / async        1.02 / 0.97    1.13 / 0.98    1.18 / 0.90   batch 5.8 vs 10.2
-    HTTP  async / async        1.05 / 0.95    1.33 / 0.80    1.23 / 0.85   batch 4.2 vs 5.7
+    gRPC  sync  / sync         1.04 / 0.96    1.01 / 1.00    1.00 / 0.95   batch 5.8 vs 5.4
+    HTTP  sync  / sync         1.04 / 0.96    1.02 / 1.04    1.06 / 0.95   batch 4.7 vs 5.3
+    gRPC  async / async        1.14 / 0.92    1.11 / 0.98    1.17 / 0.91   batch 5.7 vs 9.8
+    HTTP  async / async        1.08 / 0.95    1.36 / 0.77    1.13 / 0.92   batch 4.2 vs 5.3
     defaults (sonic async / perf_analyzer sync)
-    gRPC                       1.00 / 0.97    1.07 / 0.93    1.14 / 0.87
-    HTTP                       1.06 / 0.95    1.02 / 1.03    1.22 / 0.84
+    gRPC                       1.10 / 0.94    1.09 / 0.92    1.13 / 0.87
+    HTTP                       1.03 / 0.97    1.09 / 0.96    1.09 / 0.92
 
     gRPC  sleep c=4  sync / sync 1.00 / 1.00, async / async 1.00 / 1.00, defaults 1.00 / 1.00
           cnn   c=4  sync / sync 1.03 / 0.98, async / async 1.08 / 0.97, defaults 1.06 / 0.95
 
 So the 10 % agreement holds for ``sonic bench --sync`` against perf_analyzer's default (the
-like-for-like pairing) over gRPC at every level, and over HTTP up to 4 in flight. sonic bench's
-asyncio mode keeps its larger dynamic batches at 16 in flight against either perf_analyzer
-mode, because perf_analyzer --async is thread-per-request too. Over HTTP at 16 in flight the
-rest is perf_analyzer's own HTTP client (libcurl): it adds ~19 µs to every round trip at
-concurrency 1 (p50 254 vs 235 µs on the same server, with equivalent requests) and costs
-~30 µs of CPU per request at 16 (0.63 cores vs sonic bench's 0.41 at ~21-23k requests/s), so
-its threads re-send later and the server's batches are smaller; sonic bench is not slowed to
-match. perf_analyzer --async over HTTP is slower than its own sync mode at 4 in flight (13.1k vs
-17.0k infer/s), hence the 1.33.
+like-for-like pairing) at every level over gRPC and HTTP. Over HTTP that needed the same wire
+pattern: perf_analyzer's libcurl client writes a request's head and its body as two segments
+(seen with strace: two ``sendto`` per request), so the server parses every request from two
+reads; sonic bench wrote one segment and measured 1.13 / 0.89 at 16 in flight until it wrote
+two as well. sonic bench's asyncio mode keeps its larger dynamic batches at 16 in flight
+against either perf_analyzer mode, because perf_analyzer --async is thread-per-request too (it
+runs max(16, concurrency) threads). perf_analyzer --async over HTTP is slower than its own
+sync mode at 4 in flight (13.3k vs 16.5k infer/s), hence the 1.36.
 
 Writes benchmarks/results/bench_vs_perf_analyzer.json (or --out).
 """

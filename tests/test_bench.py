@@ -458,3 +458,17 @@ def test_bench_opens_the_connections_of_its_layout(server: ServerProcess, sync: 
     assert seen[6] - seen[0] == 2 and seen[1] - seen[0] == 15, seen
     with pytest.raises(InvalidArgument, match="grpc-senders-per-connection"):
         BenchConfig(model="mlp", grpc_senders_per_connection=-1)
+
+
+def test_http_requests_go_out_as_head_then_body() -> None:
+    """sonic bench writes an HTTP request as perf_analyzer's libcurl does: the head (through the
+    blank line), then the body, as two writes."""
+    from sonic.bench.wire import http_parts, http_request
+
+    body = b'{"inputs": []}'
+    headers = {"Content-Type": "application/json"}
+    payload = http_request("localhost", 8000, "/v2/models/mlp/infer", headers, body)
+    head, rest = http_parts(payload)
+    assert head.startswith(b"POST /v2/models/mlp/infer HTTP/1.1\r\n") and head.endswith(b"\r\n\r\n")
+    assert rest == body and head + rest == payload
+    assert b"Content-Length: 14\r\n" in head

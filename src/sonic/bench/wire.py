@@ -108,6 +108,14 @@ def http_request(host: str, port: int, path: str, headers: dict[str, str], body:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def http_parts(payload: bytes) -> tuple[bytes, bytes]:
+    """A request's head and body, written one after the other as two segments: what NVIDIA's
+    C++ client (libcurl with a read callback, as perf_analyzer uses it) puts on the wire, so
+    that the server parses each request from two reads, as under perf_analyzer."""
+    cut = payload.find(b"\r\n\r\n") + 4
+    return payload[:cut], payload[cut:]
+
+
 _HTTP_CODES = {
     400: Code.INVALID_ARG,
     404: Code.NOT_FOUND,
@@ -205,7 +213,10 @@ class HttpWire:
         conn.waiter = waiter
         busy = self._busy
         busy[conn] = loop.time()
-        conn.transport.write(payload)
+        head, body = http_parts(payload)
+        conn.transport.write(head)
+        if body:
+            conn.transport.write(body)
         try:
             await waiter
         except BaseException:
@@ -809,8 +820,11 @@ class SyncHttpWire:
         call = _SyncCall()
         proto.waiter = cast(asyncio.Future[None], call)
         t0 = time.monotonic()
+        head, body = http_parts(payload)
         try:
-            sock.sendall(payload)
+            sock.sendall(head)
+            if body:
+                sock.sendall(body)
             while not call._done:
                 try:
                     data = sock.recv(1 << 16)
