@@ -82,19 +82,21 @@ def _load_args(p: argparse.ArgumentParser) -> None:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
+        "--sync",
+        dest="sync",
+        action="store_true",
+        default=True,
+        help="one blocking thread per request in flight, each sending its next request as soon as "
+        "its answer is in (default, as perf_analyzer's default mode)",
+    )
+    mode.add_argument(
         "-a",
         "--async",
         dest="sync",
         action="store_false",
-        default=False,
-        help="asyncio senders on one event loop per process (default; as perf_analyzer --async)",
-    )
-    mode.add_argument(
-        "--sync",
-        dest="sync",
-        action="store_true",
-        help="one blocking thread per request in flight, each sending its next request as soon as "
-        "its answer is in (perf_analyzer's default mode)",
+        help="asyncio senders on one event loop per process: about half the client CPU; the "
+        "answers of one read are re-sent together, so a dynamic batcher forms larger batches "
+        "than under perf_analyzer (whose --async is also a thread per request)",
     )
     p.add_argument(
         "--processes",
