@@ -73,7 +73,7 @@ def test_same_connections_as_perf_analyzer(
     server: ServerProcess, protocol: str, concurrency: int, mode: str
 ) -> None:
     """In each API mode: perf_analyzer's default (synchronous: a thread blocked per request)
-    against ``sonic bench --sync``, and ``perf_analyzer --async`` against sonic bench's default."""
+    against sonic bench's (``--sync``), and ``perf_analyzer --async`` against ``sonic bench --async``."""
     url = server.grpc_url if protocol == "grpc" else server.http_url
     port = int(url.rsplit(":", 1)[1])
     quick = ["-p", "300", "-s", "100", "--max-trials", "3"] + (["--async"] if mode == "async" else [])

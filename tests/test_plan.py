@@ -121,6 +121,22 @@ def test_event_time() -> None:
     assert event_time(p, 20.0) == pytest.approx(0.110 + 0.25 * 0.200)
 
 
+def test_event_time_of_a_ragged_workflow_report() -> None:
+    """A `sonic run` report of ProtoDUNE-like events: 307 requests over 200 events from 200
+    calls (ragged events send 2 requests at once): one round trip per event, not 307/200 / 2."""
+    p = Profile(
+        cpu_ms_per_event=6.0,
+        ml_ms_per_event_inline=13.0,
+        requests_per_event=307 / 200,
+        requests_in_flight=307 / 200,
+    )
+    assert event_time(p, 10.0) == pytest.approx(0.006 + 0.010)
+    p.requests_in_flight = 1  # one request at a time: 1.535 round trips per event
+    assert event_time(p, 10.0) == pytest.approx(0.006 + 1.535 * 0.010)
+    with pytest.raises(InvalidArgument, match="requests_in_flight must be >= 1"):
+        Profile(cpu_ms_per_event=1, ml_ms_per_event_inline=1, requests_in_flight=0.5)
+
+
 def test_saturation_is_a_closed_system() -> None:
     """Past the ratio the server is the bottleneck: all threads together get its
     throughput, each thread's event takes N·k·b / X."""
@@ -335,3 +351,26 @@ def test_sonic_run_report_feeds_sonic_plan(tmp_path: Path, capsys: pytest.Captur
     capsys.readouterr()
     assert sonic("plan", str(report_path)) == 2
     assert "sonic run report" in capsys.readouterr().err
+
+
+def test_a_remote_run_report_says_why_the_inline_time_is_missing() -> None:
+    """A `sonic run` report of a gRPC run has no inline ML time; the error quotes the report's
+    own note (remote latency, use --ml-ms) instead of asking for a report."""
+    note = "not measured: the clients used grpc, so the wait (1.2 ms per event) is the remote latency"
+    report = {
+        "profile": {
+            "cpu_ms_per_event": 2.0,
+            "requests_per_event": 1.0,
+            "notes": {"ml_ms_per_event_inline": note},
+        }
+    }
+    with pytest.raises(
+        InvalidArgument, match="missing from this `sonic run` report: not measured: the clients used grpc"
+    ):
+        Profile.from_mapping(report)
+    with pytest.raises(InvalidArgument, match="with the local transport"):
+        Profile.from_mapping({"cpu_ms_per_event": 2.0})
+    assert (
+        Profile.from_mapping({**report["profile"], "ml_ms_per_event_inline": 3.0}).ml_ms_per_event_inline
+        == 3.0
+    )

@@ -25,6 +25,7 @@ from sonic.workflow import (
     ArraySource,
     ConfigError,
     Event,
+    H5Sink,
     H5Source,
     Jagged,
     Module,
@@ -583,3 +584,24 @@ def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     np.testing.assert_array_equal(tagged["FatJet_tag"].content, scores.content.argmax(axis=1))
     dask_out = read_columns(tmp_path / "out" / "tagged_dask.parquet")
     assert (dask_out["n_W_tagged"] >= 1).all()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "root", "h5"])
+def test_a_sink_that_fails_to_close_publishes_nothing(tmp_path: Path, kind: str) -> None:
+    """Closing is where the writer flushes: a failure there (a full disk) fails the job and
+    leaves neither the output nor its temporary file; aborting still ignores it."""
+    base = {"parquet": ParquetSink, "root": RootSink, "h5": H5Sink}[kind]
+
+    class FullDisk(base):  # type: ignore[valid-type, misc]
+        def _close_writer(self, strict: bool = False) -> None:
+            super()._close_writer(strict)
+            if strict:
+                raise OSError(28, "No space left on device")
+
+    source = ArraySource({"event": np.arange(10, dtype=np.int64)})
+    with pytest.raises((WorkflowError, OSError), match="No space left on device"):
+        Process(source, [Copy({"event": "copy"})], [FullDisk(tmp_path / f"out.{kind}")]).run()
+    assert list(tmp_path.iterdir()) == []
+    good = base(tmp_path / f"good.{kind}")
+    Process(ArraySource({"event": np.arange(10, dtype=np.int64)}), [Copy({"event": "copy"})], [good]).run()
+    np.testing.assert_array_equal(read_columns(tmp_path / f"good.{kind}")["copy"], np.arange(10))

@@ -106,7 +106,7 @@ class BenchConfig:
     input_format: str = "binary"
     output_format: str = "binary"
     compression: str | None = None
-    sync: bool = False
+    sync: bool = True  # a blocking thread per request in flight (perf_analyzer's default); False: asyncio
     measurement_interval_ms: float = MEASUREMENT_INTERVAL_MS
     stability_percent: float = STABILITY_PERCENT
     max_trials: int = MAX_TRIALS

@@ -68,7 +68,8 @@ class Profile:
     bytes_out_per_request: float = 0.0
     client_ms_per_request: float = 0.0  # client CPU per request (serialisation, o)
     streams: int = 1  # events in flight per thread (S); 1 = synchronous
-    requests_in_flight: int = 1  # per event: the k requests go out this many at a time (q)
+    requests_in_flight: float = 1  # per event: the k requests go out this many at a time (q);
+    # a `sonic run` report gives the average requests per inference call (ragged calls), not rounded
     hidden_fraction: float | None = None  # instead of streams: the fraction of the wait hidden
     name: str = "workflow"
 
@@ -88,9 +89,11 @@ class Profile:
             setattr(self, f, float(v))
         if self.requests_per_event <= 0 or self.inferences_per_request <= 0:
             raise InvalidArgument("profile: requests_per_event and inferences_per_request must be > 0")
-        if int(self.streams) < 1 or int(self.requests_in_flight) < 1:
+        if int(self.streams) < 1 or not self.requests_in_flight >= 1:
             raise InvalidArgument("profile: streams and requests_in_flight must be >= 1")
-        self.streams, self.requests_in_flight = int(self.streams), int(self.requests_in_flight)
+        self.streams = int(self.streams)
+        q = float(self.requests_in_flight)
+        self.requests_in_flight = int(q) if q.is_integer() else q
         if self.hidden_fraction is not None and not 0 <= self.hidden_fraction <= 1:
             raise InvalidArgument(f"profile: hidden_fraction must be in [0, 1], got {self.hidden_fraction}")
 
@@ -121,9 +124,14 @@ class Profile:
             raise InvalidArgument(f"profile: unknown key {unknown[0]!r}" + nearest(str(unknown[0]), names))
         missing = [k for k in ("cpu_ms_per_event", "ml_ms_per_event_inline") if k not in d]
         if missing:
+            note = d.get("notes", {}).get(missing[0]) if isinstance(d.get("notes"), Mapping) else None
+            if note:  # a `sonic run` report that could not measure it says why
+                raise InvalidArgument(
+                    f"profile: {missing[0]} is missing from this `sonic run` report: {note}"
+                )
             raise InvalidArgument(
-                f"profile: {missing[0]} is required (per event, in ms); a `sonic run` report gives it in its "
-                "'profile' block, or give it by hand"
+                f"profile: {missing[0]} is required (per event, in ms); a `sonic run` report with "
+                "the local transport gives it in its 'profile' block, or give it by hand"
             )
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -240,10 +248,11 @@ def event_time(p: Profile, remote_ms: float) -> float:
     """T: seconds per event on one thread when each request takes ``remote_ms``."""
     cpu = (p.cpu_ms_per_event + p.requests_per_event * p.client_ms_per_request) / 1e3
     k, q = p.requests_per_event, p.requests_in_flight
-    # k requests of every event, q at a time: ceil(k / q) round trips; a fractional k is an
-    # average over events (a `sonic run` report: events without jets send nothing), and so
-    # is the number of round trips
-    waits = math.ceil(k / q - 1e-9) if abs(k - round(k)) < 1e-9 else k / q
+    # k requests of every event, q at a time: ceil(k / q) round trips; a fractional k or q is
+    # an average over events (a `sonic run` report: events without jets send nothing, ragged
+    # calls send several requests at once), and so is the number of round trips, k / q
+    whole = abs(k - round(k)) < 1e-9 and float(q).is_integer()
+    waits = math.ceil(k / q - 1e-9) if whole else k / q
     wait = waits * remote_ms / 1e3
     if p.hidden_fraction is not None:
         return cpu + (1.0 - p.hidden_fraction) * wait

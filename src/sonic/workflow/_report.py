@@ -291,8 +291,9 @@ class Report:
         - ``requests_per_event``, ``inferences_per_request``, ``bytes_in_per_request``,
           ``bytes_out_per_request``: the clients' answered requests, their samples and tensor
           bytes (data, without the protocol's framing);
-        - ``requests_in_flight``: requests per inference call (a ragged call sends its
-          entries together), ``streams``: events in flight.
+        - ``requests_in_flight``: requests per inference call, averaged and not rounded (a
+          ragged call sends its entries together; requests_per_event / requests_in_flight is
+          the number of round trips per event), ``streams``: events in flight.
 
         The client's CPU per request is not measured here (``sonic bench --engine client``
         shows the codec's send/recv cost); the hidden share of the wait is in the notes (it
@@ -335,7 +336,7 @@ class Report:
             out["inferences_per_request"] = sum(c.inferences for c in ok) / answered
             out["bytes_in_per_request"] = sum(c.bytes_in for c in ok) / answered
             out["bytes_out_per_request"] = sum(c.bytes_out for c in ok) / answered
-            out["requests_in_flight"] = max(1, round(answered / calls)) if calls else 1
+            out["requests_in_flight"] = max(1.0, answered / calls) if calls else 1
         out["streams"] = max(1, self.streams)
         if self.wait_s:
             notes["hidden_fraction"] = round(1.0 - self.exposed_wait_s / self.wait_s, 4)

@@ -153,8 +153,29 @@ class _FileSink(Sink):
                 self._tmp.unlink()
             self._tmp = None
 
-    def _close_writer(self) -> None:
-        pass
+    def _close_writer(self, strict: bool = False) -> None:
+        """Close the open file. ``strict``: a failure to close (where the library flushes
+        what it buffered) is raised; otherwise (aborting) it is ignored."""
+
+    @staticmethod
+    def _close_handle(handle: Any, strict: bool) -> None:
+        if handle is None:
+            return
+        if strict:
+            handle.close()
+        else:
+            with contextlib.suppress(Exception):
+                handle.close()
+
+    def _close_and_finish(self) -> Path:
+        """Close the file strictly and publish it; a file that fails to close is removed and
+        the error raised: a truncated output is never published as a result."""
+        try:
+            self._close_writer(strict=True)
+        except Exception:
+            self.abort()
+            raise
+        return self._finish()
 
     def _part_dir(self, token: str) -> Path:
         return self.path.with_name(f"{self.path.name}.parts-{token}")
@@ -263,15 +284,12 @@ class RootSink(_FileSink):
             )
         return col  # awkward: uproot decides
 
-    def _close_writer(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        self._file = self._tree = None
+    def _close_writer(self, strict: bool = False) -> None:
+        handle, self._file, self._tree = self._file, None, None
+        self._close_handle(handle, strict)
 
     def close(self) -> Path:
-        self._close_writer()
-        return self._finish()
+        return self._close_and_finish()
 
     def _write_empty(self, path: Path) -> None:
         uproot = require("uproot", "ROOT output")
@@ -289,7 +307,7 @@ class RootSink(_FileSink):
                     continue  # a partition that wrote no event
             for cols, n in _iterate_root(p, self.tree):
                 self.write(cols, n)
-        self._close_writer()
+        self._close_writer(strict=True)
 
     def describe(self) -> str:
         return f"RootSink({self.path}:{self.tree})"
@@ -398,15 +416,12 @@ class ParquetSink(_FileSink):
                 ) from None
         self._writer.write_table(table)
 
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-        self._writer = None
+    def _close_writer(self, strict: bool = False) -> None:
+        handle, self._writer = self._writer, None
+        self._close_handle(handle, strict)
 
     def close(self) -> Path:
-        self._close_writer()
-        return self._finish()
+        return self._close_and_finish()
 
     def _write_empty(self, path: Path) -> None:
         pa = require("pyarrow", "parquet output")
@@ -424,7 +439,7 @@ class ParquetSink(_FileSink):
                 continue
             for i in range(pf.num_row_groups):
                 self._write_table(pf.read_row_group(i))
-        self._close_writer()
+        self._close_writer(strict=True)
 
 
 def _arrow(name: str, col: Column) -> Any:
@@ -616,17 +631,14 @@ class H5Sink(_FileSink):
         ds.resize(n0 + len(data), axis=0)
         ds[n0:] = data
 
-    def _close_writer(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        self._file = None
+    def _close_writer(self, strict: bool = False) -> None:
+        handle, self._file = self._file, None
+        self._close_handle(handle, strict)
 
     def close(self) -> Path:
         if self._file is not None:
             self._file.attrs["events"] = self._events
-        self._close_writer()
-        return self._finish()
+        return self._close_and_finish()
 
     def _write_empty(self, path: Path) -> None:
         h5py = require("h5py", "HDF5 output")
@@ -656,7 +668,7 @@ class H5Sink(_FileSink):
                 self._events += int(src.attrs.get("events", 0))
         if self._file is not None:
             self._file.attrs["events"] = self._events
-        self._close_writer()
+        self._close_writer(strict=True)
 
 
 def _h5_datasets(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
