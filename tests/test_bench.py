@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import socket
+import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hpack
 import numpy as np
 import pytest
 
@@ -27,11 +33,15 @@ from sonic.bench.engine import BenchConfig, BenchError, LoadEngine, parse_range,
 from sonic.bench.inputs import make_entries, parse_shapes
 from sonic.bench.results import BenchReport, percentile_ns, summarize_latencies
 from sonic.bench.wire import (
+    HttpWire,
+    SyncGrpcWire,
+    SyncHttpWire,
     SyncWireSender,
     WireError,
     WireSender,
     grpc_connection_of,
     grpc_request,
+    http_parts,
     http_request,
 )
 from sonic.client import ModelInfo, TensorInfo
@@ -472,3 +482,382 @@ def test_http_requests_go_out_as_head_then_body() -> None:
     assert head.startswith(b"POST /v2/models/mlp/infer HTTP/1.1\r\n") and head.endswith(b"\r\n\r\n")
     assert rest == body and head + rest == payload
     assert b"Content-Length: 14\r\n" in head
+
+
+# -- the blocking wire against misbehaving peers (fake servers on loopback) --------------------------------
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _h2_frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return struct.pack(">BHBBI", n >> 16, n & 0xFFFF, ftype, flags, sid) + payload
+
+
+def _h2_block(*headers: tuple[str, str]) -> bytes:
+    return bytes(hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(k, v) for k, v in headers]))
+
+
+_GRPC_OK = _h2_block((":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0"))
+_GRPC_HEAD = _h2_block((":status", "200"), ("content-type", "application/grpc"))
+_GRPC_TRAILERS = _h2_block(("grpc-status", "0"))
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
+
+
+class FakeGrpcServer:
+    """A minimal HTTP/2 peer: the preface, SETTINGS (``settings``, plus windows of 1 GiB) and
+    their ACKs, then ``on_call(server, conn, index, sid)`` for every HEADERS frame (``index``:
+    which accepted connection); the default answers at once (trailers-only, grpc-status 0).
+    ``on_call`` returns False to stop reading the connection (it stays open)."""
+
+    def __init__(self, on_call: Callable[..., bool] | None = None, settings: bytes = b"") -> None:
+        self.on_call = on_call or (lambda srv, conn, index, sid: srv.answer(conn, sid) or True)
+        self.settings = settings
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.send_lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, len(self.conns) - 1), daemon=True).start()
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        with self.send_lock, contextlib.suppress(OSError):
+            conn.sendall(data)
+
+    def answer(self, conn: socket.socket, sid: int) -> None:
+        self.send(conn, _h2_frame(1, 0x5, sid, _GRPC_OK))  # HEADERS, END_STREAM | END_HEADERS
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        try:
+            assert _recv_exact(conn, len(_H2_PREFACE)) == _H2_PREFACE
+            settings = self.settings + struct.pack(">HI", 0x4, 1 << 30)
+            self.send(conn, _h2_frame(4, 0, 0, settings) + _h2_frame(8, 0, 0, struct.pack(">I", 1 << 30)))
+            while True:
+                head = _recv_exact(conn, 9)
+                length = int.from_bytes(head[:3], "big")
+                ftype, flags = head[3], head[4]
+                sid = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+                _recv_exact(conn, length)
+                if ftype == 4 and not flags & 1:
+                    self.send(conn, _h2_frame(4, 1, 0))
+                elif ftype == 1 and not self.on_call(self, conn, index, sid):
+                    self.stop.wait()
+                    return
+        except (ConnectionError, OSError):
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        for c in self.conns:
+            c.close()
+
+
+def _grpc_call() -> tuple[bytes, bytes]:
+    return grpc_request("127.0.0.1", "/inference.GRPCInferenceService/ModelInfer", b"x" * 100)
+
+
+def test_sync_grpc_times_out_a_call_while_others_are_answered() -> None:
+    """A call the server never answers fails after the timeout, although the connection is
+    busy with other threads' answers (reads never go quiet): as GrpcWire's watchdog does."""
+    srv = FakeGrpcServer(lambda s, conn, index, sid: sid == 1 or s.answer(conn, sid) or True)
+    wire = SyncGrpcWire("127.0.0.1", srv.port, timeout=1.0)
+    block, message = _grpc_call()
+    stuck: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            wire.call(block, message)
+        except WireError as exc:
+            stuck.append(exc)
+
+    t = threading.Thread(target=first, daemon=True)
+    t0 = time.monotonic()
+    try:
+        t.start()
+        time.sleep(0.1)  # stream 1 is out
+        while t.is_alive() and time.monotonic() - t0 < 5:
+            wire.call(block, message)  # answered at once, keeps the socket busy
+        t.join(0.1)
+        assert not t.is_alive(), "the unanswered call still waits"
+        assert len(stuck) == 1 and "no answer within 1.0 s" in str(stuck[0])
+        assert isinstance(stuck[0], WireError) and stuck[0].code is Code.UNAVAILABLE
+        assert time.monotonic() - t0 < 2.5
+        wire.call(block, message)  # the connection is still good
+    finally:
+        wire.close()
+        srv.close()
+
+
+def test_sync_http_times_out_a_trickling_answer() -> None:
+    """A server that trickles its answer a byte at a time does not keep the call waiting past
+    its timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+            if stop.wait(0.05):
+                break
+            with contextlib.suppress(OSError):
+                conn.send(bytes([b]))
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    wire = SyncHttpWire("127.0.0.1", listener.getsockname()[1], timeout=0.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(WireError, match=r"no answer within 0\.5 s"):
+            wire.call(http_request("127.0.0.1", 1, "/", {}, b"{}"))
+        assert time.monotonic() - t0 < 2
+    finally:
+        stop.set()
+        wire.close()
+        listener.close()
+
+
+def test_sync_grpc_write_failure_loses_the_connection() -> None:
+    """A write the server does not take within the timeout fails its call, and the calls after
+    it go out on a new connection (not after a frame cut short on the old one)."""
+
+    def on_call(srv: FakeGrpcServer, conn: socket.socket, index: int, sid: int) -> bool:
+        if index == 0 and sid == 3:
+            return False  # stops reading: the client's write of 32 MB stalls
+        srv.answer(conn, sid)
+        return True
+
+    srv = FakeGrpcServer(on_call)
+    wire = SyncGrpcWire("127.0.0.1", srv.port, timeout=1.0)
+    block, message = _grpc_call()
+    try:
+        wire.call(block, message)  # stream 1: the server's windows are known now
+        t0 = time.monotonic()
+        with pytest.raises(WireError) as err:
+            wire.call(block, b"\0" * (32 << 20))
+        assert err.value.code is Code.UNAVAILABLE and time.monotonic() - t0 < 5
+        wire.call(block, message)
+        assert len(srv.conns) == 2
+    finally:
+        wire.close()
+        srv.close()
+
+
+def test_sync_http_slow_write_is_bound_by_the_timeout_not_the_read_wakeup() -> None:
+    """A request body that takes longer than a read wake-up (timeout / 4) to go out, because
+    the server is slow to read it, is not a lost connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = b"\0" * (32 << 20)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        time.sleep(1.5)  # the client's write stalls meanwhile
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(1 << 16)
+        got = buf.partition(b"\r\n\r\n")[2]
+        n = len(got)
+        while n < len(body):
+            n += len(conn.recv(1 << 20))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        conn.recv(1)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    wire = SyncHttpWire("127.0.0.1", listener.getsockname()[1], timeout=4.0)
+    try:
+        wire.call(http_request("127.0.0.1", 1, "/", {}, body))
+    finally:
+        wire.close()
+        listener.close()
+
+
+def test_sync_grpc_respects_the_servers_limit_of_concurrent_streams() -> None:
+    """With SETTINGS_MAX_CONCURRENT_STREAMS 1, threads sharing a connection wait for room
+    instead of opening more streams (as GrpcWire's wait_slot)."""
+    open_streams: set[int] = set()
+    most = [0]
+    lock = threading.Lock()
+
+    def on_call(srv: FakeGrpcServer, conn: socket.socket, index: int, sid: int) -> bool:
+        with lock:
+            open_streams.add(sid)
+            most[0] = max(most[0], len(open_streams))
+
+        def later() -> None:
+            with lock:
+                open_streams.discard(sid)
+            srv.answer(conn, sid)
+
+        threading.Timer(0.02, later).start()
+        return True
+
+    srv = FakeGrpcServer(on_call, settings=struct.pack(">HI", 0x3, 1))
+    wire = SyncGrpcWire("127.0.0.1", srv.port, timeout=5.0)
+    block, message = _grpc_call()
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            for _ in range(5):
+                wire.call(block, message)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        wire.call(block, message)  # the server's settings are known now
+        threads = [threading.Thread(target=loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert not errors and most[0] == 1
+    finally:
+        wire.close()
+        srv.close()
+
+
+def test_sync_grpc_drains_a_connection_going_away() -> None:
+    """After a graceful GOAWAY, the calls the server still answers complete on the old
+    connection, while new calls go out at once on a new one (with its own reader)."""
+    sent_goaway = threading.Event()
+
+    def on_call(srv: FakeGrpcServer, conn: socket.socket, index: int, sid: int) -> bool:
+        if index > 0:
+            srv.answer(conn, sid)
+            return True
+        srv.send(conn, _h2_frame(7, 0, 0, struct.pack(">II", sid, 0)))  # GOAWAY, NO_ERROR
+        sent_goaway.set()
+
+        def answer_in_two() -> None:
+            time.sleep(0.6)
+            srv.send(conn, _h2_frame(1, 0x4, sid, _GRPC_HEAD))
+            time.sleep(0.2)
+            srv.send(conn, _h2_frame(1, 0x5, sid, _GRPC_TRAILERS))
+            time.sleep(0.1)
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=answer_in_two, daemon=True).start()
+        return True
+
+    srv = FakeGrpcServer(on_call)
+    wire = SyncGrpcWire("127.0.0.1", srv.port, timeout=5.0)
+    block, message = _grpc_call()
+    first: list[BaseException | None] = []
+
+    def call_first() -> None:
+        try:
+            wire.call(block, message)
+            first.append(None)
+        except WireError as exc:
+            first.append(exc)
+
+    t = threading.Thread(target=call_first)
+    try:
+        t.start()
+        assert sent_goaway.wait(2)
+        time.sleep(0.2)  # the reader has seen the GOAWAY
+        t0 = time.monotonic()
+        wire.call(block, message)  # on a new connection, answered at once
+        took = time.monotonic() - t0
+        t.join(5)
+        assert first == [None]
+        assert took < 0.4
+        assert len(srv.conns) == 2
+    finally:
+        wire.close()
+        srv.close()
+
+
+def test_http_requests_are_written_as_head_then_body() -> None:
+    """HttpWire and SyncHttpWire write each request as two writes, head then body, on their
+    real transport and socket."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve(conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                n = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(buf) < n:
+                    buf += conn.recv(1 << 16)
+                buf = buf[n:]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    payload = http_request("127.0.0.1", port, "/v2/models/m/infer", {"A": "b"}, b'{"inputs": []}')
+    head, body = http_parts(payload)
+
+    async def go() -> list[bytes]:
+        wire = HttpWire("127.0.0.1", port, timeout=5.0)
+        try:
+            await wire.call(payload)  # opens the connection
+            transport = wire._free[0].transport
+            writes: list[bytes] = []
+            real_write = transport.write
+
+            def write(data: bytes) -> None:
+                writes.append(bytes(data))
+                real_write(data)
+
+            transport.write = write
+            await wire.call(payload)
+            return writes
+        finally:
+            await wire.close()
+
+    class CountingSocket(socket.socket):
+        writes: list[bytes]
+
+        def sendall(self, data: Any, flags: int = 0) -> None:
+            self.writes.append(bytes(data))
+            super().sendall(data, flags)
+
+    sync = SyncHttpWire("127.0.0.1", port, timeout=5.0)
+    try:
+        assert asyncio.run(go()) == [head, body]
+        sync.call(payload)  # opens the connection
+        real = sync._sock
+        assert real is not None
+        counting = CountingSocket(fileno=os.dup(real.fileno()))
+        counting.settimeout(real.gettimeout())
+        counting.writes = []
+        sync._sock = counting
+        sync.call(payload)
+        assert counting.writes == [head, body]
+        real.close()
+    finally:
+        sync.close()
+        listener.close()

@@ -601,8 +601,8 @@ class _H2(asyncio.Protocol):
 
     def expire(self, now: float, timeout: float) -> None:
         for sid, s in list(self.streams.items()):
-            if now - s.t0 > timeout:
-                del self.streams[sid]
+            # (popped, not deleted: a failed write fails, and removes, all streams)
+            if now - s.t0 > timeout and self.streams.pop(sid, None) is not None:
                 if not s.future.done():
                     s.future.set_exception(WireError(f"no answer within {timeout} s", Code.UNAVAILABLE))
                 self.transport.write(_frame(_RST, 0, sid, struct.pack(">I", 8)))  # CANCEL
@@ -776,30 +776,63 @@ class _SyncCall:
 class _SockTransport:
     """The ``transport.write`` / ``close`` the protocols call, on a blocking socket."""
 
-    __slots__ = ("sock",)
+    __slots__ = ("proto", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.proto: _H1 | _H2 | None = None
 
     def write(self, data: bytes) -> None:
-        # on failure, the read that follows sees the connection gone and fails the calls
-        with contextlib.suppress(OSError):
+        try:
             self.sock.sendall(data)
+        except OSError as exc:
+            # a frame may be cut short: nothing more can go out on this connection, so it is
+            # lost for every call on it (and the thread reading it wakes up to see that)
+            self.close()
+            if self.proto is not None:
+                self.proto.connection_lost(_send_error(exc, self.sock))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
 
+_TIMEVAL = struct.Struct("ll")  # struct timeval, for SO_RCVTIMEO / SO_SNDTIMEO
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return _TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+
+
+def _send_error(exc: OSError, sock: socket.socket) -> OSError:
+    if isinstance(exc, BlockingIOError):  # SO_SNDTIMEO ran out: the server stopped reading
+        with contextlib.suppress(OSError, struct.error):
+            sec, usec = _TIMEVAL.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL.size))
+            return TimeoutError(f"could not send within {sec + usec / 1e6:g} s")
+    return exc
+
+
 def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A blocking socket whose reads wake up at least every min(1, timeout / 4) s (so that a
+    call past its timeout fails) and whose writes give up after ``timeout`` s without progress.
+    Kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO) rather than Python's socket timeout, which
+    would poll before every recv and send and apply the short read timeout to writes too."""
     try:
         sock = socket.create_connection((host, port), timeout=10.0)
     except OSError as exc:
         raise WireError(f"cannot connect to {host}:{port}: {exc}", Code.UNAVAILABLE) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # reads wake up at least this often, so that a call past its timeout fails
-    sock.settimeout(min(1.0, timeout / 4) if timeout else None)
+    sock.settimeout(None)
+    if timeout:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(_check_every(timeout)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
     return sock
+
+
+def _check_every(timeout: float) -> float:
+    """How often calls are checked against their timeout (as the asyncio watchdogs do)."""
+    return min(1.0, timeout / 4)
 
 
 class SyncHttpWire:
@@ -816,27 +849,34 @@ class SyncHttpWire:
             self.close()
             sock = self._sock = _connect(self.host, self.port, self.timeout)
             proto = self._proto = _H1()
-            proto.connection_made(cast(asyncio.BaseTransport, _SockTransport(sock)))
+            transport = _SockTransport(sock)
+            transport.proto = proto
+            proto.connection_made(cast(asyncio.BaseTransport, transport))
         call = _SyncCall()
         proto.waiter = cast(asyncio.Future[None], call)
+        timeout = self.timeout
         t0 = time.monotonic()
         head, body = http_parts(payload)
         try:
-            sock.sendall(head)
-            if body:
-                sock.sendall(body)
+            try:
+                sock.sendall(head)
+                if body:
+                    sock.sendall(body)
+            except OSError as exc:
+                raise _send_error(exc, sock) from None
             while not call._done:
                 try:
                     data = sock.recv(1 << 16)
-                except TimeoutError:
-                    if self.timeout and time.monotonic() - t0 > self.timeout:
-                        proto._fail(WireError(f"no answer within {self.timeout} s", Code.UNAVAILABLE))
-                        proto.closed = True
-                    continue
-                if not data:
-                    proto.connection_lost(None)
-                else:
+                except BlockingIOError:  # nothing for a while (SO_RCVTIMEO)
+                    data = None
+                if data:
                     proto.data_received(data)
+                elif data is not None:
+                    proto.connection_lost(None)
+                # checked on every pass: a server that trickles bytes times out too
+                if timeout and not call._done and time.monotonic() - t0 > timeout:
+                    proto._fail(WireError(f"no answer within {timeout} s", Code.UNAVAILABLE))
+                    proto.closed = True
         except OSError as exc:
             proto.connection_lost(exc)
         if call.error is not None:
@@ -850,84 +890,131 @@ class SyncHttpWire:
         self._sock = self._proto = None
 
 
+class _SyncH2:
+    """One blocking HTTP/2 connection of :class:`SyncGrpcWire` and who is reading it."""
+
+    __slots__ = ("check_at", "proto", "reading", "sock", "waiting")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.proto = _H2()
+        transport = _SockTransport(sock)
+        transport.proto = self.proto
+        self.proto.connection_made(cast(asyncio.BaseTransport, transport))
+        self.reading = False  # a thread is reading the socket
+        self.waiting: list[_SyncCall] = []  # threads with calls here, waiting for the answer
+        self.check_at = 0.0  # when its calls are next checked against the timeout
+
+
 class SyncGrpcWire:
     """gRPC unary calls from many threads over one blocking HTTP/2 connection (reopened
-    when it fails); see above for how the threads share its reads."""
+    when it fails); see above for how the threads share its reads.
+
+    A connection that the server closes gracefully (GOAWAY) is read on, by the threads whose
+    calls it still answers, while new calls go out on the next one; its socket is closed when
+    its last call is done."""
 
     def __init__(self, host: str, port: int, timeout: float | None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._proto: _H2 | None = None
-        self._reading = False
-        self._waiting: list[_SyncCall] = []
+        self._room = threading.Condition(self._lock)  # a stream ended: room for a new one
+        self._room_waits = 0  # threads waiting for the server's limit of concurrent streams
+        self._conn: _SyncH2 | None = None
 
-    def _connection(self) -> tuple[socket.socket, _H2]:  # under the lock
-        if self._proto is None or self._sock is None or self._proto.closed:
-            if self._sock is not None:
-                self._sock.close()
-            self._sock = _connect(self.host, self.port, self.timeout)
-            self._proto = _H2()
-            self._proto.connection_made(cast(asyncio.BaseTransport, _SockTransport(self._sock)))
-        return self._sock, self._proto
+    def _connection(self) -> _SyncH2:  # under the lock
+        conn = self._conn
+        if conn is None or conn.proto.closed:
+            if conn is not None:
+                self._conn = None
+                self._retire(conn)
+            conn = self._conn = _SyncH2(_connect(self.host, self.port, self.timeout))
+        return conn
+
+    def _retire(self, conn: _SyncH2) -> None:  # under the lock; conn is no longer the current one
+        if not conn.reading and not conn.proto.streams:
+            conn.sock.close()
+        # else the last thread to read it closes it
 
     def call(self, block: bytes, message: bytes) -> None:
         call = _SyncCall()
         lock = self._lock
         with lock:
-            sock, proto = self._connection()
+            conn = self._connection()
+            proto = conn.proto
+            while len(proto.streams) >= proto.peer_max_streams:  # as GrpcWire's wait_slot
+                self._room_waits += 1
+                try:
+                    self._room.wait(1.0)
+                finally:
+                    self._room_waits -= 1
+                conn = self._connection()
+                proto = conn.proto
             proto.begin(block, message, call, time.monotonic())
         while True:
             with lock:
                 if call._done:
                     break
-                lead = not self._reading
+                lead = not conn.reading
                 if lead:
-                    self._reading = True
+                    conn.reading = True
                 else:
-                    self._waiting.append(call)
+                    conn.waiting.append(call)
             if not lead:  # woken when answered, or to take over the reading
                 call.event.wait()
                 call.event.clear()
                 continue
             try:
-                self._read_until(call, sock, proto)
+                self._read_until(call, conn)
             finally:
                 with lock:
-                    self._reading = False
-                    while self._waiting:
-                        w = self._waiting.pop()
+                    conn.reading = False
+                    waiting = conn.waiting
+                    while waiting:
+                        w = waiting.pop()
                         if not w._done:
                             w.event.set()
                             break
+                    else:
+                        if conn is not self._conn and not conn.proto.streams:
+                            conn.sock.close()
         if call.error is not None:
             raise call.error
 
-    def _read_until(self, call: _SyncCall, sock: socket.socket, proto: _H2) -> None:
-        lock = self._lock
+    def _read_until(self, call: _SyncCall, conn: _SyncH2) -> None:
+        lock, sock, proto, timeout = self._lock, conn.sock, conn.proto, self.timeout
+        data: bytes | None
         while not call._done:
             try:
                 data = sock.recv(1 << 16)
-            except TimeoutError:
-                if self.timeout:
-                    with lock:
-                        proto.expire(time.monotonic(), self.timeout)
-                continue
+            except BlockingIOError:  # nothing for a while (SO_RCVTIMEO)
+                data = None
             except OSError as exc:
                 with lock:
                     proto.connection_lost(exc)
+                    if self._room_waits:
+                        self._room.notify_all()
                 return
             with lock:
                 if data:
                     proto.data_received(data)
-                else:
+                elif data is not None:
                     proto.connection_lost(None)
+                # on every pass (throttled), not only when the socket is quiet: other calls'
+                # answers must not keep one that is never answered waiting forever
+                if timeout:
+                    now = time.monotonic()
+                    if now >= conn.check_at:
+                        conn.check_at = now + _check_every(timeout)
+                        proto.expire(now, timeout)
+                if self._room_waits:
+                    self._room.notify_all()
 
     def close(self) -> None:
         with self._lock:
-            if self._sock is not None:
-                self._sock.close()
-            self._sock = self._proto = None
+            if self._conn is not None:
+                self._conn.proto.transport.close()  # wakes a thread reading it
+                self._conn.sock.close()
+            self._conn = None
 
 
 class SyncWireSender(_SenderBase):
