@@ -58,29 +58,32 @@ with an error); such a run is retried, at most twice, and then left out of the r
 
 What it showed on the 2-core development host (3 alternating rounds, server on one core, load
 generators on the other; sonic bench / perf_analyzer, median over rounds, throughput / p50,
-server batch perf_analyzer vs sonic bench at 16 in flight; runs of 10:45-10:58):
+server batch perf_analyzer vs sonic bench at 16 in flight; two gRPC runs of 11:28 and 11:37
+and an HTTP run of 11:33, with the final blocking senders):
 
     like with like             c=1            c=4            c=16
-    gRPC  sync  / sync         1.04 / 0.96    1.01 / 1.00    1.00 / 0.95   batch 5.8 vs 5.4
-    HTTP  sync  / sync         1.04 / 0.96    1.02 / 1.04    1.06 / 0.95   batch 4.7 vs 5.3
-    gRPC  async / async        1.14 / 0.92    1.11 / 0.98    1.17 / 0.91   batch 5.7 vs 9.8
-    HTTP  async / async        1.08 / 0.95    1.36 / 0.77    1.13 / 0.92   batch 4.2 vs 5.3
+    gRPC  sync  / sync         1.09 / 0.93    1.08 / 0.95    1.01 / 0.95   batch 5.9 vs 5.4
+          (second run)         0.96 / 0.99    1.04 / 0.96    1.05 / 0.93   batch 5.8 vs 5.4
+    HTTP  sync  / sync         1.03 / 0.97    1.00 / 1.08    1.07 / 0.94   batch 4.7 vs 5.3
+    gRPC  async / async        1.07 / 0.96    1.12 / 0.98    1.17 / 0.91   batch 5.7 vs 9.4
+    HTTP  async / async        1.03 / 0.97    1.36 / 0.75    1.11 / 0.93   batch 4.2 vs 5.1
     sonic async / perf_analyzer sync (the former defaults)
-    gRPC                       1.10 / 0.94    1.09 / 0.92    1.13 / 0.87
-    HTTP                       1.03 / 0.97    1.09 / 0.96    1.09 / 0.92
+    gRPC                       1.05 / 0.96    1.21 / 0.86    1.08 / 0.89
+    HTTP                       0.99 / 0.99    1.03 / 0.99    1.08 / 0.91
 
     gRPC  sleep c=4  sync / sync 1.00 / 1.00, async / async 1.00 / 1.00, async / sync 1.00 / 1.00
           cnn   c=4  sync / sync 1.03 / 0.98, async / async 1.08 / 0.97, async / sync 1.06 / 0.95
 
-So the 10 % agreement holds for ``sonic bench --sync`` against perf_analyzer's default (the
-like-for-like pairing) at every level over gRPC and HTTP. Over HTTP that needed the same wire
-pattern: perf_analyzer's libcurl client writes a request's head and its body as two segments
-(seen with strace: two ``sendto`` per request), so the server parses every request from two
-reads; sonic bench wrote one segment and measured 1.13 / 0.89 at 16 in flight until it wrote
-two as well. sonic bench's asyncio mode keeps its larger dynamic batches at 16 in flight
-against either perf_analyzer mode, because perf_analyzer --async is thread-per-request too (it
-runs max(16, concurrency) threads). perf_analyzer --async over HTTP is slower than its own
-sync mode at 4 in flight (13.3k vs 16.5k infer/s), hence the 1.36.
+So the 10 % agreement holds for ``sonic bench --sync`` (the default) against perf_analyzer's
+default (the like-for-like pairing) at every level over gRPC and HTTP; between runs on this
+shared host the medians move by about ±5 %. Over HTTP that needed the same wire pattern:
+perf_analyzer's libcurl client writes a request's head and its body as two segments (seen with
+strace: two ``sendto`` per request), so the server parses every request from two reads; sonic
+bench wrote one segment and measured 1.13 / 0.89 at 16 in flight until it wrote two as well.
+sonic bench's asyncio mode keeps its larger dynamic batches at 16 in flight against either
+perf_analyzer mode, because perf_analyzer --async is thread-per-request too (it runs
+max(16, concurrency) threads). perf_analyzer --async over HTTP is slower than its own sync mode
+at 4 in flight (12.9k vs 16.5k infer/s), hence the 1.36.
 
 Writes benchmarks/results/bench_vs_perf_analyzer.json (or --out).
 """
