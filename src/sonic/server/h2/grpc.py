@@ -316,9 +316,9 @@ class GrpcConnection(H2Connection):
             return
         self._respond(stream, result.SerializeToString())
 
-    def _respond(self, stream: Stream, payload: bytes) -> None:
-        call: Call = stream.call
-        call.drive = call.task = None
+    def _message(self, stream: Stream, call: Call, payload: bytes) -> tuple[bytes, bytes] | None:
+        """A response message as its 5-byte prefix and its (maybe compressed) payload, or None
+        when it is too large (the call then ended with RESOURCE_EXHAUSTED)."""
         n = len(payload)
         if n > self._max_message:
             self._fail(
@@ -326,15 +326,23 @@ class GrpcConnection(H2Connection):
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"Sent message larger than max ({n} vs. {self._max_message})",
             )
-            return
+            return None
         flag = 0
-        enc = call.compress
-        if enc is not None and n >= self._min_compress:
-            payload = compress(enc, payload)
+        if call.compress is not None and n >= self._min_compress:
+            payload = compress(call.compress, payload)
             n = len(payload)
             flag = 1
-        prefix = _MSG.pack(flag, n)
-        head = response_headers(enc)
+        return _MSG.pack(flag, n), payload
+
+    def _respond(self, stream: Stream, payload: bytes) -> None:
+        call: Call = stream.call
+        call.drive = call.task = None
+        message = self._message(stream, call, payload)
+        if message is None:
+            return
+        prefix, payload = message
+        n = len(payload)
+        head = response_headers(call.compress)
         if not self.fast_response(stream, head, [prefix, payload], n + 5, OK_TRAILERS):
             self.send_headers(stream, head)
             self.send_data(stream, prefix + payload)
@@ -367,23 +375,13 @@ class GrpcConnection(H2Connection):
         if stream.local_closed:
             return
         call: Call = stream.call
-        payload = response.SerializeToString()
-        n = len(payload)
-        if n > self._max_message:
-            self._fail(
-                stream,
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"Sent message larger than max ({n} vs. {self._max_message})",
-            )
+        message = self._message(stream, call, response.SerializeToString())
+        if message is None:
             return
-        flag = 0
-        if call.compress is not None and n >= self._min_compress:
-            payload = compress(call.compress, payload)
-            flag = 1
         if not call.headers_sent:
             call.headers_sent = True
             self.send_headers(stream, response_headers(call.compress))
-        self.send_data(stream, _MSG.pack(flag, len(payload)) + payload)
+        self.send_data(stream, message[0] + message[1])
         if stream.credit_owed:
             self.credit_stream(stream)
 
