@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -605,3 +606,32 @@ def test_a_sink_that_fails_to_close_publishes_nothing(tmp_path: Path, kind: str)
     good = base(tmp_path / f"good.{kind}")
     Process(ArraySource({"event": np.arange(10, dtype=np.int64)}), [Copy({"event": "copy"})], [good]).run()
     np.testing.assert_array_equal(read_columns(tmp_path / f"good.{kind}")["copy"], np.arange(10))
+
+
+def test_a_failing_job_waits_for_the_write_in_progress_before_aborting(tmp_path: Path) -> None:
+    """The sinks write in a thread; when the job fails while a write is under way, the abort
+    must come after it (a write racing the abort can recreate the temporary file it removed)."""
+    seen: list[str] = []
+
+    class SlowH5(H5Sink):
+        def write(self, columns: Any, length: int) -> None:
+            seen.append("write")
+            time.sleep(0.3)  # a large chunk to a slow disk
+            super().write(columns, length)
+            seen.append("written")
+
+        def abort(self) -> None:
+            seen.append("abort")
+            super().abort()
+
+    class FailLate(Module):
+        def produce(self, event: Event) -> None:
+            if int(event["event"]) == 60:
+                raise RuntimeError("boom")
+
+    source = ArraySource({"event": np.arange(100, dtype=np.int64)}, step_size=10)
+    with pytest.raises(WorkflowError, match="boom"):
+        Process(source, [FailLate()], [SlowH5(tmp_path / "out.h5", ["event"])], streams=1).run()
+    assert "write" in seen and seen[-1] == "abort"
+    assert seen.count("write") == seen.count("written")  # no write was cut short by the abort
+    assert list(tmp_path.iterdir()) == []

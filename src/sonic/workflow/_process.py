@@ -419,7 +419,14 @@ class _Run:
                 if state is None:
                     break
                 t = time.perf_counter()
-                await asyncio.to_thread(self._write, state)
+                write = asyncio.ensure_future(asyncio.to_thread(self._write, state))
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    # the job is failing: let the sinks' write in progress (a thread) finish
+                    # before they are aborted, or it would recreate what abort removes
+                    await asyncio.gather(write, return_exceptions=True)
+                    raise
                 self.report.write_s += time.perf_counter() - t
                 space.release()
 
