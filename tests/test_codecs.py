@@ -1279,6 +1279,150 @@ def test_grpc_response_round_trip(resp: InferResponse) -> None:
             assert_same(result.as_numpy(o.name), o.data)
 
 
+def _decoded(decode: Any) -> Any:
+    """What a decode gives, comparable: the request's every field with arrays as bytes, or
+    the error's type and text."""
+    try:
+        req = decode()
+    except Exception as exc:
+        return type(exc), str(exc)
+
+    def data(a: npt.NDArray[Any] | None) -> Any:
+        if a is None:
+            return None
+        if a.dtype == np.object_:
+            return a.shape, [bytes(x) for x in a.reshape(-1)]
+        return a.dtype.str, a.shape, a.tobytes(), a.flags.writeable
+
+    return (
+        req.model_name,
+        req.model_version,
+        req.id,
+        req.parameters,
+        [(t.name, t.datatype, t.shape, data(t.data), t.shm, t.parameters) for t in req.inputs],
+        req.outputs,
+    )
+
+
+def _reversed(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.flip(a.reshape(-1)).reshape(a.shape)
+
+
+def _upb_decode(data: bytes) -> InferRequest:
+    return grpc_codec.decode_infer_request(pb.ModelInferRequest.FromString(data))
+
+
+@PROPERTY
+@given(
+    req=requests(),
+    damage=st.one_of(
+        st.none(),
+        st.tuples(st.just("flip"), st.integers(0, 2**20), st.integers(1, 255)),
+        st.tuples(st.just("cut"), st.integers(0, 2**20), st.just(0)),
+    ),
+)
+def test_grpc_decode_from_bytes_matches_upb(req: InferRequest, damage: Any) -> None:
+    """The cached-template decode of the server's hot path against upb + decode_infer_request,
+    on valid, damaged and truncated requests, before and after its template is cached, and
+    for a second request of the same shape with other data and id."""
+    grpc_codec._TEMPLATES.clear()
+    wire_bytes = grpc_codec.encode_infer_request(req).SerializeToString()
+    if damage is not None and wire_bytes:
+        kind, at, xor = damage
+        at %= len(wire_bytes)
+        if kind == "flip":
+            wire_bytes = wire_bytes[:at] + bytes([wire_bytes[at] ^ xor]) + wire_bytes[at + 1 :]
+        else:
+            wire_bytes = wire_bytes[:at]
+    parse = pb.ModelInferRequest.FromString
+    want = _decoded(lambda: _upb_decode(wire_bytes))
+    for _ in range(2):  # the second time from the template, if the first made one
+        assert _decoded(lambda: grpc_codec.decode_infer_request_bytes(wire_bytes, parse)) == want
+        assert _decoded(lambda: grpc_codec.decode_infer_request_bytes(memoryview(wire_bytes), parse)) == want
+    # same fields but the id and the tensor data: answered from the template
+    other = InferRequest(
+        req.model_name,
+        req.model_version,
+        req.id + "é",
+        [
+            InputTensor(t.name, t.datatype, t.shape, None if t.data is None else _reversed(t.data), t.shm)
+            for t in req.inputs
+        ],
+        req.outputs,
+        req.parameters,
+    )
+    other_bytes = grpc_codec.encode_infer_request(other).SerializeToString()
+    assert _decoded(lambda: grpc_codec.decode_infer_request_bytes(other_bytes, parse)) == _decoded(
+        lambda: _upb_decode(other_bytes)
+    )
+
+
+def test_grpc_decode_from_bytes_uses_its_template_and_checks_each_request() -> None:
+    grpc_codec._TEMPLATES.clear()
+    parse = pb.ModelInferRequest.FromString
+    four = np.arange(4, dtype=np.float32)
+    msg = raw_request(("A", "FP32", [1, 4]), raw=[four.tobytes()])
+    msg.outputs.add(name="y")
+    msg.parameters["triton_enable_empty_final_response"].bool_param = True
+    first = grpc_codec.decode_infer_request_bytes(msg.SerializeToString(), parse)
+    assert len(grpc_codec._TEMPLATES) == 1
+    msg.id = "req-2"
+    msg.raw_input_contents[0] = (four + 1).tobytes()
+    second = grpc_codec.decode_infer_request_bytes(msg.SerializeToString(), parse)
+    assert len(grpc_codec._TEMPLATES) == 1  # the id and the data are not part of the template
+    assert first.id == "" and second.id == "req-2"
+    assert_same(second.inputs[0].data, (four + 1).reshape(1, 4))
+    assert_same(first.inputs[0].data, four.reshape(1, 4))
+    # each request owns its mutable parts
+    second.parameters["x"] = 1
+    second.outputs[0].parameters["x"] = 1
+    third = grpc_codec.decode_infer_request_bytes(msg.SerializeToString(), parse)
+    assert third.parameters == {"triton_enable_empty_final_response": True}
+    assert third.outputs[0].parameters == {}
+    # a wrong tensor size in a cached shape gets the full path's error
+    msg.raw_input_contents[0] = four.tobytes()[:8]
+    with pytest.raises(InvalidArgument, match="got 8 bytes of FP32 data, expected 16"):
+        grpc_codec.decode_infer_request_bytes(msg.SerializeToString(), parse)
+    # the cache is bounded
+    for i in range(5):
+        msg.model_name = f"m{i}"
+        msg.raw_input_contents[0] = four.tobytes()
+        grpc_codec.decode_infer_request_bytes(msg.SerializeToString(), parse, limit=3)
+    assert len(grpc_codec._TEMPLATES) <= 3
+
+
+@PROPERTY
+@given(resp=responses(), version=st.sampled_from(["", "1", "12"]), rid=st.text(max_size=4))
+def test_grpc_serialize_response_is_upbs_bytes(resp: InferResponse, version: str, rid: str) -> None:
+    resp.model_version, resp.id = version, rid
+    assert (
+        grpc_codec.serialize_infer_response(resp)
+        == grpc_codec.encode_infer_response(resp).SerializeToString()
+    )
+    resp.parameters = {}
+    assert (
+        grpc_codec.serialize_infer_response(resp)
+        == grpc_codec.encode_infer_response(resp).SerializeToString()
+    )
+
+
+def test_grpc_serialize_response_edge_cases() -> None:
+    x = np.ones((300, 2), np.float32)
+    cases = [
+        InferResponse("m" * 200, "", "", [OutputTensor("o", "FP32", (300, 2), x)]),  # 2-byte lengths
+        InferResponse("m", "1", "", [OutputTensor("o", "FP32", (300, 2), x, parameters={"p": 1})]),
+        InferResponse("m", "1", "", []),
+        InferResponse("m", "1", "", [OutputTensor("o", "FP32", [300, 2], x)]),  # type: ignore[arg-type]
+    ]
+    for resp in cases:
+        assert (
+            grpc_codec.serialize_infer_response(resp)
+            == grpc_codec.encode_infer_response(resp).SerializeToString()
+        )
+    with pytest.raises(Internal, match="neither data nor shared memory"):
+        grpc_codec.serialize_infer_response(InferResponse("m", "1", "", [OutputTensor("o", "FP32", (1,))]))
+
+
 # ============================================================================================
 # protobuf <-> JSON
 # ============================================================================================

@@ -218,3 +218,72 @@ def test_failing_backend_fails_its_batch_only() -> None:
     out = run(main())
     assert isinstance(out[0], dict) and isinstance(out[2], dict)
     assert "negative input" in str(out[1])
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_callback_answers_once_on_the_loop_and_cancel_withdraws_it(inline: bool) -> None:
+    """submit_cb, the edges' hot path: each answer once, on the loop, never inside submit_cb;
+    a cancelled request runs but is not answered; a callback that raises loses no other answer;
+    queue timeouts answer with the error."""
+    inst = Doubler()
+    answers: list[tuple[int, Any, bool]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = Scheduler(
+            "m", [inst], BatchPolicy(max_batch_size=64, dynamic=True), loop, lambda *x: None, inline=inline
+        )
+        inside = True
+
+        def answer(i: int) -> Any:
+            def cb(result: Result) -> None:
+                answers.append((i, result, inside))
+                if i == 2:
+                    raise RuntimeError("a caller's bug")
+
+            return cb
+
+        if not inline:
+            inst.gate.clear()
+        pending = [
+            sched.submit_cb(
+                BackendRequest({"x": np.full((1, 4), i, np.float32)}, ("y",), 1), ("x", (4,)), 0, 0, answer(i)
+            )
+            for i in range(6)
+        ]
+        inside = False
+        pending[4].cancel()
+        inst.gate.set()
+        for _ in range(100):
+            if len(answers) == 5:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sched.close()
+
+    run(main())
+    assert sorted(i for i, _, _ in answers) == [0, 1, 2, 3, 5]  # once each; 4 was cancelled
+    for i, result, inside in answers:
+        assert not inside
+        np.testing.assert_array_equal(result["y"], np.full((1, 4), 2 * i, np.float32))
+    assert sum(inst.batches) == 6  # the cancelled one still ran
+
+
+def test_callback_gets_the_queue_timeout() -> None:
+    inst = Doubler(delay=0.1)
+    pol = BatchPolicy(max_batch_size=1, dynamic=True, default_queue=QueuePolicy(timeout_us=20_000))
+    got: list[Result] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = Scheduler("m", [inst], pol, loop, lambda *x: None)
+        req = BackendRequest({"x": np.ones((1, 4), np.float32)}, ("y",), 1)
+        for _ in range(3):
+            sched.submit_cb(req, ("x", (4,)), 0, 0, got.append)
+        while len(got) < 3:
+            await asyncio.sleep(0.01)
+        sched.close()
+
+    run(main())
+    assert isinstance(got[0], dict)
+    assert all(isinstance(r, Unavailable) and "timeout" in str(r) for r in got[1:])

@@ -14,7 +14,7 @@ Both directions are here; fixed-size tensors decoded from raw contents are read-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,16 +45,19 @@ from sonic.protocol.types import (
     OutputTensor,
     Params,
     ParamValue,
+    RequestedOutput,
     ShmRef,
 )
 
 __all__ = [
     "decode_infer_request",
+    "decode_infer_request_bytes",
     "decode_infer_response",
     "encode_infer_request",
     "encode_infer_response",
     "params_from_pb",
     "params_to_pb",
+    "serialize_infer_response",
 ]
 
 _ModelInferRequest = service_pb2.ModelInferRequest
@@ -97,7 +100,8 @@ def params_from_pb(params: Mapping[str, Any]) -> dict[str, ParamValue]:
     if not params:
         return {}
     out: dict[str, ParamValue] = {}
-    for key, p in params.items():
+    for key in params:  # (not .items(): upb maps take the slow Mapping mixin for that)
+        p = params[key]
         which = p.WhichOneof("parameter_choice")
         if which is not None:
             out[key] = getattr(p, which)
@@ -213,7 +217,8 @@ def decode_infer_request(msg: Any) -> InferRequest:
                 f"expected {len(inputs) - n_shm} raw_input_contents entries for "
                 f"{len(inputs)} inputs{in_shm} of model '{model}', got {nraw}"
             )
-    req = InferRequest(model, msg.model_version, msg.id, parameters=params_from_pb(msg.parameters))
+    mparams = msg.parameters
+    req = InferRequest(model, msg.model_version, msg.id, [], [], params_from_pb(mparams) if mparams else {})
     k = 0
     for i, t in enumerate(inputs):
         name = t.name
@@ -225,8 +230,9 @@ def decode_infer_request(msg: Any) -> InferRequest:
         shape = tuple(t.shape[:])
         if shape and min(shape) < 0:
             check_shape(name, shape)
-        params = params_from_pb(t.parameters)
-        shm = _shm_from_params(f"input tensor '{name}'", params) if _has_shm(params) else None
+        tparams = t.parameters
+        params = params_from_pb(tparams) if tparams else {}
+        shm = _shm_from_params(f"input tensor '{name}'", params) if params and _has_shm(params) else None
         array: npt.NDArray[Any] | None = None
         if shm is not None:
             if t.HasField("contents") or (positional and raw[i]):
@@ -253,13 +259,131 @@ def decode_infer_request(msg: Any) -> InferRequest:
                 "raw_input_contents, typed contents or shared-memory parameters"
             )
         req.inputs.append(InputTensor(name, datatype, shape, array, shm, params))
-    for i, o in enumerate(msg.outputs[:]):
-        name = o.name
-        if not name:
-            raise InvalidArgument(f"outputs[{i}] of the request for model '{model}' has no name")
-        params = params_from_pb(o.parameters)
-        req.outputs.append(_requested_output(f"output '{name}'", name, params))
+    if msg.outputs:
+        for i, o in enumerate(msg.outputs[:]):
+            name = o.name
+            if not name:
+                raise InvalidArgument(f"outputs[{i}] of the request for model '{model}' has no name")
+            oparams = o.parameters
+            req.outputs.append(
+                _requested_output(f"output '{name}'", name, params_from_pb(oparams) if oparams else {})
+            )
     return req
+
+
+def decode_infer_request_bytes(
+    data: bytes | memoryview, parse: Callable[[bytes | memoryview], Any], limit: int = 1024
+) -> InferRequest:
+    """A serialized ``ModelInferRequest`` -> :class:`InferRequest`: the server's hot path.
+
+    Equal to ``decode_infer_request(parse(data))`` (``parse``: the caller's upb parse, with
+    its own error for an undecodable message), errors included,
+    but a request whose fields other than ``id`` and ``raw_input_contents`` repeat, byte for
+    byte, those of an earlier request (what a client sends for every event) is decoded from
+    a cached template: one scan of its top-level fields, then only the id and the tensors are
+    new. Requests with shared-memory or typed-contents inputs, and anything the scan does not
+    take as plain (unknown fields, other wire types), take the full path through upb. The
+    differential tests hold both paths to each other. ``limit``: templates kept.
+    """
+    scanned = _scan_request(data)
+    if scanned is not None:
+        key, rid, raws = scanned
+        template = _TEMPLATES.get(key)
+        if template is not None:
+            try:
+                return template.instance(rid, raws)
+            except (InvalidArgument, UnicodeDecodeError):
+                pass  # the full path gives the canonical error
+    req = decode_infer_request(parse(data))
+    if scanned is not None and _Template.fits(req, len(scanned[2])):
+        if len(_TEMPLATES) >= limit:
+            _TEMPLATES.clear()
+        _TEMPLATES[scanned[0]] = _Template(req)
+    return req
+
+
+class _Template:
+    """What a cached request shape decodes to; ``instance`` adds one request's id and data."""
+
+    __slots__ = ("inputs", "model", "outputs", "parameters", "version")
+
+    def __init__(self, req: InferRequest) -> None:
+        self.model = req.model_name
+        self.version = req.model_version
+        self.parameters = dict(req.parameters)
+        self.inputs = [(t.name, t.datatype, t.shape) for t in req.inputs]
+        self.outputs = [
+            (o.name, o.binary_data, o.classification, o.shm, dict(o.parameters)) for o in req.outputs
+        ]
+
+    @staticmethod
+    def fits(req: InferRequest, nraw: int) -> bool:
+        """Only requests whose every input comes from its raw entry, by position, are cached."""
+        return nraw == len(req.inputs) > 0 and all(
+            t.shm is None and not t.parameters and t.data is not None for t in req.inputs
+        )
+
+    def instance(self, rid: bytes | memoryview | None, raws: list[bytes | memoryview]) -> InferRequest:
+        inputs = self.inputs
+        if len(raws) != len(inputs):
+            raise InvalidArgument("raw_input_contents do not match the cached request")
+        return InferRequest(
+            self.model,
+            self.version,
+            "" if rid is None else str(rid, "utf-8"),
+            [
+                InputTensor(name, datatype, shape, _array_from_raw("input", name, datatype, shape, raw))
+                for (name, datatype, shape), raw in zip(inputs, raws, strict=True)
+            ],
+            [RequestedOutput(n, b, c, shm, dict(p)) for n, b, c, shm, p in self.outputs],
+            dict(self.parameters),
+        )
+
+
+_TEMPLATES: dict[bytes, _Template] = {}
+
+
+_Scan = tuple[bytes, bytes | memoryview | None, list[bytes | memoryview]]
+
+
+def _scan_request(data: bytes | memoryview) -> _Scan | None:
+    """Top-level fields of a serialized ModelInferRequest: (every field but ``id`` (3) and
+    ``raw_input_contents`` (7), as bytes; the last id; the raw entries), or None when a field
+    is not a length-delimited field 1-7 with a one-byte tag (the full path decides then)."""
+    n = len(data)
+    pos = 0
+    key = bytearray()
+    rid: bytes | memoryview | None = None
+    raws: list[bytes | memoryview] = []
+    while pos < n:
+        start = pos
+        tag = data[pos]
+        field = tag >> 3
+        if tag & 0x87 != 2 or field == 0 or field > 7:  # not LEN wire type / field 1-7
+            return None
+        pos += 1
+        length = 0
+        shift = 0
+        while True:
+            if pos >= n or shift > 28:
+                return None
+            b = data[pos]
+            pos += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+        end = pos + length
+        if end > n:
+            return None
+        if field == 7:
+            raws.append(data[pos:end])
+        elif field == 3:
+            rid = data[pos:end]
+        else:
+            key += data[start:end]
+        pos = end
+    return bytes(key), rid, raws
 
 
 def encode_infer_response(resp: InferResponse) -> Any:
@@ -293,6 +417,81 @@ def encode_infer_response(resp: InferResponse) -> Any:
     if resp.parameters:
         params_to_pb(resp.parameters, msg.parameters)
     return msg
+
+
+def serialize_infer_response(resp: InferResponse) -> bytes:
+    """``encode_infer_response(resp).SerializeToString()``, byte for byte, without building
+    the message: the server's hot path.
+
+    ``ModelInferResponse`` is written straight in protobuf's wire format, fields in number
+    order as upb writes them; each output's tensor header (name, datatype, shape) is cached.
+    Responses with parameters (the response's or an output's) go through upb. The differential
+    tests hold this to upb's bytes.
+    """
+    if resp.parameters:
+        return bytes(encode_infer_response(resp).SerializeToString())
+    parts: list[bytes] = []
+    model = resp.model_name.encode()
+    parts += (b"\x0a", _varint(len(model)), model)
+    if resp.model_version:
+        version = resp.model_version.encode()
+        parts += (b"\x12", _varint(len(version)), version)
+    if resp.id:
+        rid = resp.id.encode()
+        parts += (b"\x1a", _varint(len(rid)), rid)
+    raws: list[bytes] = []
+    for o in resp.outputs:
+        if o.parameters:
+            return bytes(encode_infer_response(resp).SerializeToString())
+        shape = o.shape if type(o.shape) is tuple else tuple(o.shape)
+        head = _OUTPUT_HEADS.get((o.name, o.datatype, shape))
+        if head is None:
+            head = _output_head(o.name, o.datatype, shape)
+        parts.append(head)
+        if o.shm is not None:
+            raws.append(b"")
+        elif o.data is None:
+            raise Internal(f"output '{o.name}' has neither data nor shared memory")
+        else:
+            _check_count("output", o.name, o.shape, o.data)
+            raws.append(_raw_bytes("output", o.name, o.datatype, o.data))
+    for raw in raws:
+        parts += (b"\x32", _varint(len(raw)), raw)
+    return b"".join(parts)
+
+
+def _varint(n: int) -> bytes:
+    """A non-negative integer as a protobuf varint."""
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL_VARINTS = tuple(bytes([i]) for i in range(0x80))
+_OUTPUT_HEADS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+
+
+def _output_head(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
+    """``outputs`` field (5) of one InferOutputTensor with no parameters: name, datatype, shape."""
+    body = bytearray()
+    for tag, text in ((b"\x0a", name), (b"\x12", datatype)):
+        if text:
+            data = text.encode()
+            body += tag + _varint(len(data)) + data
+    if shape:
+        # packed int64; a negative dimension is the 10-byte two's complement varint
+        dims = b"".join(_varint(d if d >= 0 else d + (1 << 64)) for d in shape)
+        body += b"\x1a" + _varint(len(dims)) + dims
+    head = b"\x2a" + _varint(len(body)) + bytes(body)
+    if len(_OUTPUT_HEADS) >= 4096:  # bounded: shapes vary with the batch size only
+        _OUTPUT_HEADS.clear()
+    _OUTPUT_HEADS[(name, datatype, shape)] = head
+    return head
 
 
 def _raw_bytes(kind: str, name: str, datatype: str, array: npt.NDArray[Any]) -> bytes:

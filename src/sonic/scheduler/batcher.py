@@ -7,12 +7,18 @@ instances balance by themselves), runs it outside the lock, and hands all result
 back to the loop with one ``call_soon_threadsafe``. Queue delays are waited on a condition
 variable with µs resolution, not on asyncio timers (which round to 1 ms).
 
+Each queued request is answered on the loop either through an asyncio future
+(:meth:`Scheduler.submit`) or, on the edges' hot path, through a plain callback
+(:meth:`Scheduler.submit_cb`) called directly when its batch completes: no future, no loop
+handle per request.
+
 The batching decision itself is the pure function :func:`plan_batch`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -22,7 +28,11 @@ from typing import Any
 from sonic.backends.base import BackendRequest, ModelInstance, Result, Timing, now_ns
 from sonic.protocol.errors import Internal, SonicError, Unavailable
 
+log = logging.getLogger("sonic.scheduler")
+
 OnBatch = Callable[[list["Pending"], list["Result"], "BatchRecord"], None]
+#: Called on the loop with a request's result: its output arrays, or the SonicError it failed with.
+Answer = Callable[["Result"], None]
 
 
 @dataclass(slots=True)
@@ -69,6 +79,30 @@ class Pending:
     enqueue_ns: int
     deadline_ns: int = 0
     future: asyncio.Future[Result] | None = None
+    callback: Answer | None = None
+
+    def cancel(self) -> None:
+        """The caller no longer wants the answer (a queued request still runs, unanswered)."""
+        self.callback = None
+        if self.future is not None:
+            self.future.cancel()
+
+    def answer(self, result: Result) -> None:
+        cb = self.callback
+        if cb is not None:
+            self.callback = None
+            try:
+                cb(result)
+            except Exception:  # one caller's bug must not lose the rest of the batch's answers
+                log.exception("scheduler: error in the answer callback of a request")
+            return
+        fut = self.future
+        if fut is None or fut.done():  # the caller went away (cancelled)
+            return
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 @dataclass(slots=True)
@@ -166,12 +200,28 @@ class Scheduler:
         self, request: BackendRequest, key: tuple[Any, ...], priority: int = 0, timeout_us: int = 0
     ) -> asyncio.Future[Result]:
         """Queue a request; the future resolves on the loop with its arrays or error."""
-        level = self.policy.level_for(priority)
-        qpol = self.policy.queue_policy(level)
+        item = self._enqueue(request, key, priority, timeout_us)
+        item.future = self._loop.create_future()
+        return item.future
+
+    def submit_cb(
+        self, request: BackendRequest, key: tuple[Any, ...], priority: int, timeout_us: int, answer: Answer
+    ) -> Pending:
+        """Queue a request; ``answer(result)`` is called on the loop with its arrays or error
+        (never from inside this call). ``Pending.cancel()`` withdraws the callback."""
+        item = self._enqueue(request, key, priority, timeout_us)
+        item.callback = answer
+        return item
+
+    def _enqueue(
+        self, request: BackendRequest, key: tuple[Any, ...], priority: int, timeout_us: int
+    ) -> Pending:
+        policy = self.policy
+        level = policy.level_for(priority) if policy.priority_levels else 0
+        qpol = policy.queue_policy(level)
         now = now_ns()
         timeout = timeout_us if (timeout_us and qpol.allow_override) else qpol.timeout_us
         item = Pending(request, key, level, now, now + timeout * 1000 if timeout else 0)
-        item.future = self._loop.create_future()
         with self._cond:
             if self._closing:
                 raise Unavailable(f"model '{self.name}' is unloading and takes no new requests")
@@ -184,7 +234,7 @@ class Scheduler:
         if self.inline and not self._inline_scheduled:
             self._inline_scheduled = True
             self._loop.call_soon(self._run_inline)
-        return item.future
+        return item
 
     def close(self, wait: bool = True) -> None:
         """Stop taking requests, finish the queued ones, stop the threads, close instances."""
@@ -301,25 +351,27 @@ class Scheduler:
         self._inline_scheduled = False
         instance = self._instances[0]
         while True:
+            expired: list[Pending] = []
+            batch: list[Pending] = []
             with self._cond:
                 now = now_ns()
                 if self._has_timeouts:
                     expired = self._expire(now)
-                    if expired:
-                        self._fail(expired, Unavailable("Request timeout expired"))
                 ordered = self._ordered()
-                if not ordered:
-                    return
-                n, wake = plan_batch(ordered, self.policy, now)
-                if not n and self._closing:
-                    n = plan_batch(ordered, BatchPolicy(self.policy.max_batch_size, True), now)[0]
-                if not n:
-                    delay = max(wake - now, 0) / 1e9
-                    self._loop.call_later(delay, self._run_inline)
-                    self._inline_scheduled = True
-                    return
-                batch = self._take(n)
-                self._executing += n
+                if ordered:
+                    n, wake = plan_batch(ordered, self.policy, now)
+                    if not n and self._closing:
+                        n = plan_batch(ordered, BatchPolicy(self.policy.max_batch_size, True), now)[0]
+                    if n:
+                        batch = self._take(n)
+                        self._executing += n
+                    else:
+                        self._loop.call_later(max(wake - now, 0) / 1e9, self._run_inline)
+                        self._inline_scheduled = True
+            if expired:  # answered outside the lock: answers run their callers' code
+                self._fail(expired, Unavailable("Request timeout expired"))
+            if not batch:
+                return
             results, record = self._execute(instance, batch)
             self._complete(batch, results, record)
 
@@ -329,16 +381,9 @@ class Scheduler:
         with self._cond:
             self._executing -= len(batch)
         for p, r in zip(batch, results, strict=True):
-            fut = p.future
-            if fut is None or fut.done():  # the caller went away (cancelled)
-                continue
-            if isinstance(r, BaseException):
-                fut.set_exception(r)
-            else:
-                fut.set_result(r)
+            p.answer(r)
         self._on_batch(batch, results, record)
 
     def _fail(self, items: list[Pending], error: SonicError) -> None:
         for p in items:
-            if p.future is not None and not p.future.done():
-                p.future.set_exception(error)
+            p.answer(error)

@@ -10,11 +10,13 @@ the statistics extension and the metrics both read.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +25,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 
 from sonic import __version__
-from sonic.backends.base import BackendRequest, now_ns
+from sonic.backends.base import BackendRequest, Result, now_ns
 from sonic.protocol.datatypes import (
     array_from_buffer,
     array_to_bytes,
@@ -33,10 +35,14 @@ from sonic.protocol.datatypes import (
 )
 from sonic.protocol.errors import Code, Internal, InvalidArgument, NotFound, SonicError, nearest
 from sonic.protocol.types import InferRequest, InferResponse, InputTensor, OutputTensor, RequestedOutput
+from sonic.scheduler.batcher import Pending
 from sonic.server.models import ModelManager, ModelVersion, TensorSpec
 from sonic.server.shm import SystemSharedMemory, cuda_unsupported
 
 log = logging.getLogger("sonic.server")
+
+#: How :meth:`DataPlane.start` answers: ``(response, None)`` or ``(None, error)``.
+Done = Callable[[InferResponse | None, BaseException | None], None]
 
 EXTENSIONS = [
     "classification",
@@ -78,8 +84,14 @@ def _dims(dims: tuple[int, ...] | list[int]) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
-def _shape_ok(shape: tuple[int, ...], dims: tuple[int, ...]) -> bool:
-    return len(shape) == len(dims) and all(d in (-1, s) for s, d in zip(shape, dims, strict=True))
+def _shape_ok(shape: tuple[int, ...], dims: tuple[int, ...], skip: int = 0) -> bool:
+    """Whether ``shape[skip:]`` matches the config ``dims`` (-1: any size)."""
+    if len(shape) - skip != len(dims):
+        return False
+    for i, d in enumerate(dims):  # noqa: SIM110 (a loop: all() over a generator is slower)
+        if d != -1 and d != shape[i + skip]:
+            return False
+    return True
 
 
 def classify(arr: npt.NDArray[Any], k: int, labels: list[str] | None, batched: bool) -> npt.NDArray[Any]:
@@ -155,21 +167,59 @@ class DataPlane:
     # -- inference ----------------------------------------------------------------------------
 
     async def infer(self, req: InferRequest) -> InferResponse:
+        """Run one inference request (raises :class:`SonicError` on a bad request or failure)."""
+        fut: asyncio.Future[InferResponse] = asyncio.get_running_loop().create_future()
+
+        def done(resp: InferResponse | None, exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(cast(InferResponse, resp))
+
+        pending = self.start(req, done)
+        try:
+            return await fut
+        finally:
+            pending.cancel()  # no-op once answered; else the answer is dropped (cancelled)
+
+    def start(self, req: InferRequest, done: Done) -> Pending:
+        """The callback form of :meth:`infer`, for the edges' hot path: validate and queue the
+        request now (a bad request raises here), and call ``done(response, None)`` or
+        ``done(None, error)`` on the loop once its batch has run, never from inside this call.
+        ``Pending.cancel()`` on the returned handle withdraws ``done``."""
         t0 = now_ns()
         mv = self.models.get(req.model_name, req.model_version)
         breq, key = self._prepare(mv, req)  # invalid requests are not counted as failures (Triton)
+        stats = mv.stats
+
+        def answer(result: Result) -> None:
+            if isinstance(result, BaseException):
+                exc: BaseException = result
+            else:
+                try:
+                    resp = self._respond(mv, req, breq, result)
+                except Exception as error:
+                    exc = error
+                else:
+                    stats.on_request(True, now_ns() - t0)
+                    done(resp, None)
+                    return
+            if isinstance(exc, SonicError):
+                stats.on_request(False, now_ns() - t0, _fail_reason(exc))
+            done(None, exc)
+
+        params = req.parameters
+        priority = timeout = 0
+        if params:
+            priority = int(params.get("priority", 0) or 0)
+            timeout = int(params.get("timeout", 0) or 0)
         try:
-            params = req.parameters
-            fut = mv.scheduler.submit(
-                breq, key, int(params.get("priority", 0) or 0), int(params.get("timeout", 0) or 0)
-            )
-            result = await fut
-            resp = self._respond(mv, req, breq, result)
+            return mv.scheduler.submit_cb(breq, key, priority, timeout, answer)
         except SonicError as exc:
-            mv.stats.on_request(False, now_ns() - t0, _fail_reason(exc))
+            stats.on_request(False, now_ns() - t0, _fail_reason(exc))
             raise
-        mv.stats.on_request(True, now_ns() - t0)
-        return resp
 
     def _prepare(self, mv: ModelVersion, req: InferRequest) -> tuple[BackendRequest, tuple[Any, ...]]:
         specs = mv.inputs
@@ -191,7 +241,7 @@ class DataPlane:
                 )
             shape = t.shape
             if batched:
-                if not shape or not _shape_ok(shape[1:], spec.dims):
+                if not shape or not _shape_ok(shape, spec.dims, 1):
                     raise InvalidArgument(
                         f"{_rid(req)}unexpected shape for input '{t.name}' for model '{mv.name}'. Expected "
                         f"{_dims([-1, *spec.dims])}, got {_dims(shape)}. NOTE: Setting a non-zero "

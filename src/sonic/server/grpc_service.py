@@ -3,8 +3,9 @@
 Where it sits: between a gRPC transport (the grpcio adapter in :mod:`sonic.server.grpc_edge`,
 the asyncio HTTP/2 transport in :mod:`sonic.server.h2`) and the
 :class:`~sonic.server.dataplane.DataPlane`. A transport parses the protobuf request, calls
-:meth:`GrpcService.call` (or the ModelInfer fast path :meth:`GrpcService.infer_start`, or an
-:class:`InferStream` for ModelStreamInfer) and serializes what comes back; a
+:meth:`GrpcService.call` (or, for ModelInfer, :meth:`GrpcService.infer_start` as a coroutine
+or :meth:`GrpcService.infer_begin` as a callback, or an :class:`InferStream` for
+ModelStreamInfer) and serializes what comes back; a
 :class:`SonicError` becomes a gRPC status through the one table :data:`GRPC_STATUS`
 (Triton's mapping). Anything else that escapes is a bug and goes out as ``INTERNAL`` with the
 exception named, after being logged once.
@@ -15,13 +16,16 @@ service has no implementation.
 
 :class:`Drive` runs a coroutine to completion without an :class:`asyncio.Task`: it steps the
 coroutine inline and resumes it from the done callback of the future it awaits, which saves
-the two loop hops (task start, task done callbacks) a Task costs per request on the hot path.
+the two loop hops (task start, task done callbacks) a Task costs. The inference hot path goes
+further: ``infer_begin`` queues the request with a plain callback that the scheduler calls when
+its batch completes (no coroutine, no future, no loop handle per request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -31,9 +35,14 @@ from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 
 from sonic.protocol.errors import Code, Internal, SonicError
-from sonic.protocol.grpc_codec import decode_infer_request, encode_infer_response
+from sonic.protocol.grpc_codec import (
+    decode_infer_request,
+    decode_infer_request_bytes,
+    encode_infer_response,
+)
 from sonic.protocol.types import InferResponse
-from sonic.server.dataplane import DataPlane, decode_file_params
+from sonic.scheduler.batcher import Pending
+from sonic.server.dataplane import DataPlane, Done, decode_file_params
 
 __all__ = [
     "GRPC_STATUS",
@@ -222,7 +231,7 @@ class InferStream:
         self._emit = emit
         self._on_idle = on_idle
         self._loop = asyncio.get_running_loop()
-        self._pending: set[Drive] = set()
+        self._pending: set[Pending] = set()
         self.closed = False
 
     @property
@@ -244,17 +253,11 @@ class InferStream:
         """Start one request of the stream (``msg``: a ``ModelInferRequest``)."""
         if self.closed:
             return
-        try:
-            coro = self._service.infer_start(msg)
-        except Exception as exc:
-            self._emit(self.error(msg, exc))
-            return
-        slot: list[Drive] = []
+        slot: list[Pending] = []
 
         def done(result: InferResponse | None, exc: BaseException | None) -> None:
-            if slot:
-                self._pending.discard(slot[0])
-            if isinstance(exc, asyncio.CancelledError) or self.closed:
+            self._pending.discard(slot[0])
+            if self.closed:
                 return
             try:
                 if exc is None:
@@ -268,17 +271,20 @@ class InferStream:
             if not self._pending and self._on_idle is not None:
                 self._on_idle()
 
-        drive = Drive(coro, done, self._loop)
-        if not drive.finished:
-            slot.append(drive)
-            self._pending.add(drive)
+        try:
+            pending = self._service.infer_begin(msg, done)
+        except Exception as exc:
+            self._emit(self.error(msg, exc))
+            return
+        slot.append(pending)
+        self._pending.add(pending)
 
     def cancel(self) -> None:
         """The call is over (cancelled, reset, deadline): drop every request in flight."""
         self.closed = True
         pending, self._pending = self._pending, set()
-        for drive in pending:
-            drive.cancel()
+        for p in pending:
+            p.cancel()
 
 
 _Unary = Callable[[Any], Coroutine[Any, Any, Any]]
@@ -314,6 +320,7 @@ class GrpcService:
         streaming = {m.name for m in METHODS.values() if m.streaming}
         assert set(self._unary) == unary, sorted(set(self._unary) ^ unary)
         assert streaming == {"ModelStreamInfer"}, streaming
+        self._parse_infer = functools.partial(self.parse, "ModelInfer")
 
     # -- entry points -----------------------------------------------------------------------------
 
@@ -333,6 +340,17 @@ class GrpcService:
     def infer_start(self, request: Any) -> Coroutine[Any, Any, InferResponse]:
         """ModelInfer, first half: decode now (raises on a bad request), return the data-plane call."""
         return self.dataplane.infer(decode_infer_request(request))
+
+    def infer_begin(self, request: Any, done: Done) -> Pending:
+        """ModelInfer as a callback: decode and queue now (raises on a bad request); ``done``
+        gets the response or the error on the loop (:meth:`DataPlane.start`)."""
+        return self.dataplane.start(decode_infer_request(request), done)
+
+    def infer_begin_bytes(self, data: bytes | memoryview, done: Done) -> Pending:
+        """:meth:`infer_begin` from the serialized request (the transport's hot path: requests
+        shaped like an earlier one skip most of the decoding, see
+        :func:`~sonic.protocol.grpc_codec.decode_infer_request_bytes`)."""
+        return self.dataplane.start(decode_infer_request_bytes(data, self._parse_infer), done)
 
     @staticmethod
     def infer_finish(response: InferResponse) -> Any:

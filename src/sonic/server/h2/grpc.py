@@ -31,7 +31,8 @@ import zlib
 from typing import Any
 
 from sonic.protocol.errors import SonicError
-from sonic.protocol.grpc_codec import encode_infer_response
+from sonic.protocol.grpc_codec import serialize_infer_response
+from sonic.scheduler.batcher import Pending
 from sonic.server.grpc_service import Drive, GrpcService, InferStream, StatusCode, status_of
 from sonic.server.h2.connection import H2Connection, Limits, Stream
 from sonic.server.h2.headers import OK_TRAILERS, RequestHead, error_trailers, response_headers
@@ -91,6 +92,7 @@ class Call:
         "head",
         "headers_sent",
         "messages",
+        "pending",
         "reading_done",
         "stream_call",
         "task",
@@ -106,6 +108,7 @@ class Call:
         # Answer in the client's compression when it uses one (and accepts it back).
         self.compress: str | None = enc if enc != "identity" and enc in head.accept else None
         self.drive: Drive | None = None
+        self.pending: Pending | None = None
         self.task: asyncio.Task[Any] | None = None
         self.stream_call: InferStream | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -119,6 +122,9 @@ class Call:
         if self.drive is not None:
             drive, self.drive = self.drive, None
             drive.cancel()
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.cancel()
         if self.task is not None:
             task, self.task = self.task, None
             task.cancel()
@@ -259,11 +265,16 @@ class GrpcConnection(H2Connection):
             f"Received message larger than max ({length} vs. {self._max_message})",
         )
 
-    def _parse(self, call: Call, flag: int, data: bytes | memoryview) -> Any:
+    def _inflate(self, call: Call, flag: int, data: bytes | memoryview) -> bytes | memoryview:
+        """The message bytes, decompressed when its flag says so."""
         if flag:
             if flag != 1:
                 raise CallError(StatusCode.INTERNAL, f"invalid message flag {flag}")
             data = decompress(call.head.encoding, data, self._max_message)
+        return data
+
+    def _parse(self, call: Call, flag: int, data: bytes | memoryview) -> Any:
+        data = self._inflate(call, flag, data)
         assert call.head.method is not None
         try:
             return self.service.parse(call.head.method.name, data)
@@ -271,10 +282,17 @@ class GrpcConnection(H2Connection):
             raise CallError(*status_of(exc)) from None
 
     def _unary(self, stream: Stream, call: Call, flag: int, data: bytes | memoryview) -> None:
-        request = self._parse(call, flag, data)
         method = call.head.method
         assert method is not None
         service = self.service
+        if method.name == "ModelInfer" and not self._tasks:  # the hot path: no Task, no future
+            data = self._inflate(call, flag, data)
+            try:
+                call.pending = service.infer_begin_bytes(data, functools.partial(self._infer_done, stream))
+            except Exception as exc:
+                self._fail(stream, *status_of(exc))
+            return
+        request = self._parse(call, flag, data)
         if method.name == "ModelInfer":
             try:
                 coro = service.infer_start(request)
@@ -301,7 +319,7 @@ class GrpcConnection(H2Connection):
                 self._fail(stream, *status_of(exc))
             return
         try:
-            payload = encode_infer_response(result).SerializeToString()
+            payload = serialize_infer_response(result)
         except Exception as enc_exc:
             self._fail(stream, *status_of(enc_exc))
             return
@@ -336,7 +354,7 @@ class GrpcConnection(H2Connection):
 
     def _respond(self, stream: Stream, payload: bytes) -> None:
         call: Call = stream.call
-        call.drive = call.task = None
+        call.drive = call.task = call.pending = None
         message = self._message(stream, call, payload)
         if message is None:
             return
