@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sonic import _compiled
 from sonic.server.dataplane import DataPlane
 from sonic.server.models import ModelManager
 from sonic.server.shm import SystemSharedMemory
@@ -120,6 +121,15 @@ class Server:
             self.edges.append(metrics)
         if o.model_control_mode == "poll":
             self._poller = asyncio.create_task(self._poll())
+        state = _compiled.compiled()
+        done = sum(state.values())
+        if done == len(state):
+            log.info("hot path compiled (Cython): %d modules", done)
+        else:
+            pure = sorted(n for n, c in state.items() if not c)
+            log.info(
+                "hot path: %d of %d modules compiled; pure Python: %s", done, len(state), ", ".join(pure)
+            )
         return self.ports
 
     async def _poll(self) -> None:
