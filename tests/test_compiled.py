@@ -76,3 +76,17 @@ def test_the_installed_hot_path_runs_what_its_files_say() -> None:
         build = source.with_name(source.stem + SUFFIX)
         fresh = build.exists() and build.stat().st_mtime >= source.stat().st_mtime
         assert state[name] == (fresh and not _compiled.pure_python()), name
+
+
+def test_stale_lists_builds_older_than_their_source(tmp_path: Path) -> None:
+    name = _compiled.MODULES[0]
+    source = tmp_path / (name.replace(".", "/") + ".py")
+    source.parent.mkdir(parents=True)
+    source.write_text("")
+    assert _compiled.stale(tmp_path) == []  # never built: nothing to rebuild
+    build = source.with_name(source.stem + SUFFIX)
+    build.write_bytes(b"")
+    _age(source, 60)
+    assert _compiled.stale(tmp_path) == []  # built after the last edit
+    _age(build, 120)
+    assert _compiled.stale(tmp_path) == [name]

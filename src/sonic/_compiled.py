@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MODULES", "FreshnessFinder", "compiled", "install"]
+__all__ = ["MODULES", "FreshnessFinder", "compiled", "install", "stale"]
 
 #: The request hot path, in import order of the layers (protocol, backends, scheduler, server).
 MODULES: tuple[str, ...] = (
@@ -84,4 +84,18 @@ def compiled() -> dict[str, bool]:
         module = sys.modules.get(name)
         if module is not None:
             out[name] = not str(getattr(module, "__file__", "")).endswith(".py")
+    return out
+
+
+def stale(root: Path | None = None) -> list[str]:
+    """Modules whose build is older than their source (edited since the install): what a
+    rebuild would bring back to compiled speed. Modules never built are not listed."""
+    root = root or Path(__file__).resolve().parent.parent
+    out = []
+    for name in MODULES:
+        source = root / (name.replace(".", "/") + ".py")
+        builds = [source.with_name(source.stem + suffix) for suffix in _EXT_SUFFIXES]
+        built = [b for b in builds if b.exists()]
+        if built and source.exists() and source.stat().st_mtime > max(b.stat().st_mtime for b in built):
+            out.append(name)
     return out
