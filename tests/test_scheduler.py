@@ -235,19 +235,16 @@ def test_callback_answers_once_on_the_loop_and_cancel_withdraws_it(inline: bool)
         )
         inside = True
 
-        def answer(i: int) -> Any:
-            def cb(result: Result) -> None:
-                answers.append((i, result, inside))
-                if i == 2:
-                    raise RuntimeError("a caller's bug")
-
-            return cb
+        def answer(i: int, result: Result) -> None:
+            answers.append((i, result, inside))
+            if i == 2:
+                raise RuntimeError("a caller's bug")
 
         if not inline:
             inst.gate.clear()
         pending = [
             sched.submit_cb(
-                BackendRequest({"x": np.full((1, 4), i, np.float32)}, ("y",), 1), ("x", (4,)), 0, 0, answer(i)
+                BackendRequest({"x": np.full((1, 4), i, np.float32)}, ("y",), 1), ("x", (4,)), 0, 0, answer, i
             )
             for i in range(6)
         ]
@@ -279,7 +276,7 @@ def test_callback_gets_the_queue_timeout() -> None:
         sched = Scheduler("m", [inst], pol, loop, lambda *x: None)
         req = BackendRequest({"x": np.ones((1, 4), np.float32)}, ("y",), 1)
         for _ in range(3):
-            sched.submit_cb(req, ("x", (4,)), 0, 0, got.append)
+            sched.submit_cb(req, ("x", (4,)), 0, 0, lambda _context, result: got.append(result))
         while len(got) < 3:
             await asyncio.sleep(0.01)
         sched.close()

@@ -311,7 +311,8 @@ class _Template:
         self.model = req.model_name
         self.version = req.model_version
         self.parameters = dict(req.parameters)
-        self.inputs = [(t.name, t.datatype, t.shape) for t in req.inputs]
+        # name, datatype, shape, and the dtype and byte size of the raw data when fixed
+        self.inputs = [(t.name, t.datatype, t.shape, *_fixed_size(t.datatype, t.shape)) for t in req.inputs]
         self.outputs = [
             (o.name, o.binary_data, o.classification, o.shm, dict(o.parameters)) for o in req.outputs
         ]
@@ -327,17 +328,27 @@ class _Template:
         inputs = self.inputs
         if len(raws) != len(inputs):
             raise InvalidArgument("raw_input_contents do not match the cached request")
+        tensors = []
+        for i, (name, datatype, shape, dtype, nbytes) in enumerate(inputs):
+            raw = raws[i]
+            if dtype is not None and len(raw) == nbytes:
+                array = np.ndarray(shape, dtype, raw)  # as _array_from_raw's fast path
+            else:
+                array = _array_from_raw("input", name, datatype, shape, raw)
+            tensors.append(InputTensor(name, datatype, shape, array))
         return InferRequest(
             self.model,
             self.version,
             "" if rid is None else str(rid, "utf-8"),
-            [
-                InputTensor(name, datatype, shape, _array_from_raw("input", name, datatype, shape, raw))
-                for (name, datatype, shape), raw in zip(inputs, raws, strict=True)
-            ],
-            [RequestedOutput(n, b, c, shm, dict(p)) for n, b, c, shm, p in self.outputs],
+            tensors,
+            [RequestedOutput(n, b, c, shm, dict(p) if p else {}) for n, b, c, shm, p in self.outputs],
             dict(self.parameters),
         )
+
+
+def _fixed_size(datatype: str, shape: tuple[int, ...]) -> tuple[np.dtype[Any] | None, int]:
+    dtype = _DTYPES.get(datatype)
+    return dtype, (0 if dtype is None else element_count(shape) * dtype.itemsize)
 
 
 _TEMPLATES: dict[bytes, _Template] = {}

@@ -31,8 +31,9 @@ from sonic.protocol.errors import Internal, SonicError, Unavailable
 log = logging.getLogger("sonic.scheduler")
 
 OnBatch = Callable[[list["Pending"], list["Result"], "BatchRecord"], None]
-#: Called on the loop with a request's result: its output arrays, or the SonicError it failed with.
-Answer = Callable[["Result"], None]
+#: Called on the loop as ``answer(context, result)``: the ``context`` given to
+#: :meth:`Scheduler.submit_cb`, and the request's output arrays or the SonicError it failed with.
+Answer = Callable[[Any, "Result"], None]
 
 
 @dataclass(slots=True)
@@ -80,6 +81,7 @@ class Pending:
     deadline_ns: int = 0
     future: asyncio.Future[Result] | None = None
     callback: Answer | None = None
+    context: Any = None
 
     def cancel(self) -> None:
         """The caller no longer wants the answer (a queued request still runs, unanswered)."""
@@ -92,7 +94,7 @@ class Pending:
         if cb is not None:
             self.callback = None
             try:
-                cb(result)
+                cb(self.context, result)
             except Exception:  # one caller's bug must not lose the rest of the batch's answers
                 log.exception("scheduler: error in the answer callback of a request")
             return
@@ -205,12 +207,20 @@ class Scheduler:
         return item.future
 
     def submit_cb(
-        self, request: BackendRequest, key: tuple[Any, ...], priority: int, timeout_us: int, answer: Answer
+        self,
+        request: BackendRequest,
+        key: tuple[Any, ...],
+        priority: int,
+        timeout_us: int,
+        answer: Answer,
+        context: Any = None,
     ) -> Pending:
-        """Queue a request; ``answer(result)`` is called on the loop with its arrays or error
-        (never from inside this call). ``Pending.cancel()`` withdraws the callback."""
+        """Queue a request; ``answer(context, result)`` is called on the loop with its arrays
+        or error (never from inside this call). ``Pending.cancel()`` withdraws the callback.
+        (A context rather than a closure: one bound method serves every request.)"""
         item = self._enqueue(request, key, priority, timeout_us)
         item.callback = answer
+        item.context = context
         return item
 
     def _enqueue(

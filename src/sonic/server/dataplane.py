@@ -192,34 +192,38 @@ class DataPlane:
         t0 = now_ns()
         mv = self.models.get(req.model_name, req.model_version)
         breq, key = self._prepare(mv, req)  # invalid requests are not counted as failures (Triton)
-        stats = mv.stats
-
-        def answer(result: Result) -> None:
-            if isinstance(result, BaseException):
-                exc: BaseException = result
-            else:
-                try:
-                    resp = self._respond(mv, req, breq, result)
-                except Exception as error:
-                    exc = error
-                else:
-                    stats.on_request(True, now_ns() - t0)
-                    done(resp, None)
-                    return
-            if isinstance(exc, SonicError):
-                stats.on_request(False, now_ns() - t0, _fail_reason(exc))
-            done(None, exc)
-
         params = req.parameters
         priority = timeout = 0
         if params:
             priority = int(params.get("priority", 0) or 0)
             timeout = int(params.get("timeout", 0) or 0)
         try:
-            return mv.scheduler.submit_cb(breq, key, priority, timeout, answer)
+            return mv.scheduler.submit_cb(
+                breq, key, priority, timeout, self._answer, (mv, req, breq, t0, done)
+            )
         except SonicError as exc:
-            stats.on_request(False, now_ns() - t0, _fail_reason(exc))
+            mv.stats.on_request(False, now_ns() - t0, _fail_reason(exc))
             raise
+
+    def _answer(
+        self, context: tuple[ModelVersion, InferRequest, BackendRequest, int, Done], result: Result
+    ) -> None:
+        """The scheduler's answer to :meth:`start`: the response (or the error) and its statistics."""
+        mv, req, breq, t0, done = context
+        if isinstance(result, BaseException):
+            exc: BaseException = result
+        else:
+            try:
+                resp = self._respond(mv, req, breq, result)
+            except Exception as error:
+                exc = error
+            else:
+                mv.stats.on_request(True, now_ns() - t0)
+                done(resp, None)
+                return
+        if isinstance(exc, SonicError):
+            mv.stats.on_request(False, now_ns() - t0, _fail_reason(exc))
+        done(None, exc)
 
     def _prepare(self, mv: ModelVersion, req: InferRequest) -> tuple[BackendRequest, tuple[Any, ...]]:
         specs = mv.inputs
@@ -284,7 +288,7 @@ class DataPlane:
                         f"unexpected inference output '{o.name}' for model '{mv.name}'"
                         + nearest(o.name, mv.outputs)
                     )
-            requested = tuple(o.name for o in req.outputs)
+            requested = tuple([o.name for o in req.outputs])
         else:
             requested = tuple(mv.outputs)
         if len(arrays) == 1:
