@@ -10,7 +10,9 @@ instance, and perf_analyzer drives it with batch 1: the MLP over gRPC at c=16 an
 HTTP (binary tensors) at c=16, the CNN over gRPC at c=16 with one and with two instances, and
 sonic's grpcio edge (``--grpc-impl grpcio``) on the MLP for comparison. The script also measures
 in-process onnxruntime on the CNN at its best batch size with one thread (the ceiling a server
-can approach), and the servers' CPU time per request (all their processes, from psutil).
+can approach), and the servers' CPU time per request: all their processes' CPU time (psutil)
+over the requests they answered meanwhile (``nv_inference_request_success`` from their own
+Prometheus metrics, which both servers keep).
 
 Prints a table and the ratios the server issue asks for; writes benchmarks/results/*.json.
 """
@@ -23,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,9 +66,21 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def _answered(metrics_url: str) -> float:
+    """Requests the server has answered so far: the sum of its nv_inference_request_success."""
+    with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nv_inference_request_success")
+    )
+
+
 def perf(
     server: str,
     pid: int,
+    metrics_url: str,
     url: str,
     model: str,
     protocol: str,
@@ -99,8 +114,7 @@ def perf(
         warm = ["-m", model, "-u", url, "-i", protocol, "--concurrency-range", str(concurrency)]
         with contextlib.suppress(RuntimeError):  # warm-up only: an unsettled window is fine
             run_perf_analyzer([*warm, "-p", "500", "--max-trials", "2"])
-        cpu0 = _cpu_seconds(pid)
-        t0 = time.perf_counter()
+        cpu0, n0 = _cpu_seconds(pid), _answered(metrics_url)
         try:
             run_perf_analyzer(args, timeout=600)
         except RuntimeError as exc:  # latency did not settle within 20%: accept 50%, say so
@@ -108,12 +122,9 @@ def perf(
                 raise
             print(f"  ({server} {model} {protocol} c={concurrency}: unsettled at 20%, retried at 50%)")
             run_perf_analyzer([*args, "-s", "50"], timeout=600)  # the last -s wins
-        wall = time.perf_counter() - t0
         cpu = _cpu_seconds(pid) - cpu0
+        requests = max(_answered(metrics_url) - n0, 1.0)
         row = parse_perf_csv(csv)[0]
-    # perf_analyzer measures several windows; estimate the requests of the whole run from its
-    # throughput over the wall time (an upper bound on the CPU per request is what we want).
-    requests = max(row.throughput * wall, 1.0)
     return Row(
         server,
         model,
@@ -164,11 +175,16 @@ def main() -> int:
     plan = [("mlp", "grpc", c), ("mlp", "grpc", 64), ("mlp", "http", c), ("cnn", "grpc", c)]
 
     def measure(
-        server: str, pid: int, grpc_url: str, http_url: str, cases: list[tuple[str, str, int]]
+        server: str,
+        pid: int,
+        grpc_url: str,
+        http_url: str,
+        metrics_url: str,
+        cases: list[tuple[str, str, int]],
     ) -> None:
         for model, proto, conc in cases:
             url = grpc_url if proto == "grpc" else http_url
-            rows.append(perf(server, pid, url, model, proto, conc, secs))
+            rows.append(perf(server, pid, metrics_url, url, model, proto, conc, secs))
             print(rows[-1], flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sonic-bench-") as tmp:
@@ -185,19 +201,28 @@ def main() -> int:
         )
         with run_triton(triton_repo) as tri:
             assert tri.process is not None
-            measure("triton", tri.process.pid, tri.grpc_url, tri.http_url, plan)
+            measure("triton", tri.process.pid, tri.grpc_url, tri.http_url, tri.metrics_url, plan)
         with run_triton(triton_cnn2) as tri:
             assert tri.process is not None
-            measure("triton-2i", tri.process.pid, tri.grpc_url, tri.http_url, [("cnn", "grpc", c)])
+            measure(
+                "triton-2i",
+                tri.process.pid,
+                tri.grpc_url,
+                tri.http_url,
+                tri.metrics_url,
+                [("cnn", "grpc", c)],
+            )
         with ServerProcess(sonic_repo) as srv:
             assert srv.proc is not None
-            measure("sonic", srv.proc.pid, srv.grpc_url, srv.http_url, plan)
+            measure("sonic", srv.proc.pid, srv.grpc_url, srv.http_url, srv.metrics_url, plan)
         with ServerProcess(sonic_repo, "--grpc-impl", "grpcio") as srv:
             assert srv.proc is not None
-            measure("grpcio", srv.proc.pid, srv.grpc_url, srv.http_url, [("mlp", "grpc", c)])
+            measure("grpcio", srv.proc.pid, srv.grpc_url, srv.http_url, srv.metrics_url, [("mlp", "grpc", c)])
         with ServerProcess(sonic_cnn2) as srv:
             assert srv.proc is not None
-            measure("sonic-2i", srv.proc.pid, srv.grpc_url, srv.http_url, [("cnn", "grpc", c)])
+            measure(
+                "sonic-2i", srv.proc.pid, srv.grpc_url, srv.http_url, srv.metrics_url, [("cnn", "grpc", c)]
+            )
     ceiling = inprocess_cnn(threads=1)
     best = max(ceiling.values())
 

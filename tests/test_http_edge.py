@@ -885,6 +885,36 @@ def test_pipelined_responses_keep_request_order(server: Server) -> None:
         raw.close()
 
 
+def test_client_gone_before_its_answers_loses_nothing_else(server: Server) -> None:
+    """Inferences queued for a connection that closes are dropped without an error, and the
+    server goes on answering others (the edge queues inferences with a callback, no Task)."""
+    errors: list[str] = []
+    handler = _ErrorLog(errors)
+    logging.getLogger("sonic.scheduler").addHandler(handler)
+    try:
+        slow = json.dumps(
+            {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 1], "data": [7.0]}]}
+        ).encode()
+        gone = Raw(server.port)
+        gone.send(
+            _request("POST", "/v2/models/sleep/infer", slow)
+            + _request("POST", "/v2/models/identity_fp32/infer", _identity_body([1.0], "queued"))
+        )
+        time.sleep(SLEEP_MS / 4000)  # both are queued; the first is running
+        gone.close()
+        time.sleep(2 * SLEEP_MS / 1000)  # the answers come back for nobody
+        other = Raw(server.port)
+        try:
+            other.send(_request("POST", "/v2/models/identity_fp32/infer", _identity_body([2.0], "next")))
+            status, _, body = other.read()
+            assert (status, json.loads(body)["outputs"][0]["data"]) == (200, [2.0])
+        finally:
+            other.close()
+    finally:
+        logging.getLogger("sonic.scheduler").removeHandler(handler)
+    assert errors == []
+
+
 def test_upgrade_request_is_answered_as_http11(server: Server) -> None:
     raw = Raw(server.port)
     try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import zlib
@@ -44,7 +45,8 @@ import httptools
 from sonic.protocol.errors import Code, InvalidArgument, SonicError, Unsupported
 from sonic.protocol.http_codec import binary_default, decode_infer_request, encode_infer_response
 from sonic.protocol.json_pb import message_to_json_dict
-from sonic.protocol.types import InferRequest
+from sonic.protocol.types import InferResponse
+from sonic.scheduler.batcher import Pending
 from sonic.server.dataplane import DataPlane, decode_file_params
 
 __all__ = [
@@ -277,13 +279,21 @@ _Responder = Callable[[], Awaitable[bytes | list[Any]]]
 class _Slot:
     """One request's place in its connection's response order."""
 
-    __slots__ = ("close", "conn", "data", "task")
+    __slots__ = ("close", "conn", "data", "pending", "task")
 
     def __init__(self, conn: bytes) -> None:
         self.data: bytes | list[Any] | None = None
         self.conn = conn
         self.close = conn is _CLOSE
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the answer being made (most endpoints)
+        self.pending: Pending | None = None  # or the queued inference (the hot path: no Task)
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
 
 
 class _Reject(Exception):
@@ -328,8 +338,7 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self.edge.connections.discard(self)
         for slot in self.slots:
-            if slot.task is not None and not slot.task.done():
-                slot.task.cancel()
+            slot.cancel()
         self.slots.clear()
         self.transport = None
 
@@ -522,8 +531,7 @@ class _Connection(asyncio.Protocol):
         if close:
             self.closing = True
             for slot in self.slots:
-                if slot.task is not None:
-                    slot.task.cancel()
+                slot.cancel()
             self.slots.clear()
             transport.close()
             self.transport = None
@@ -671,11 +679,31 @@ class _Connection(asyncio.Protocol):
         req = decode_infer_request(name, version, body, header_length)
         accept = headers.get(b"accept-encoding")
         coding = response_encoding(accept) if accept is not None else "identity"
-        self._spawn(lambda: self._run_infer(req, coding, conn), conn)
+        # Queued with a callback, not a Task: a bad request raises here and is answered in
+        # order by on_message_complete; the answer comes back through _infer_done.
+        slot = _Slot(conn)
+        done = functools.partial(self._infer_done, slot, binary_default(req.parameters), coding)
+        slot.pending = self.dp.start(req, done)
+        self.slots.append(slot)
+        if len(self.slots) >= MAX_PIPELINE:
+            self._update_reading()
 
-    async def _run_infer(self, req: InferRequest, coding: str, conn: bytes) -> bytes | list[Any]:
-        resp = await self.dp.infer(req)
-        chunks, header_length = encode_infer_response(resp, binary_default(req.parameters))
+    def _infer_done(
+        self, slot: _Slot, binary: bool, coding: str, resp: InferResponse | None, exc: BaseException | None
+    ) -> None:
+        slot.pending = None
+        if exc is not None:
+            slot.data = _exception_reply(exc, slot.conn)
+        else:
+            try:
+                slot.data = self._infer_reply(cast(InferResponse, resp), binary, coding, slot.conn)
+            except Exception as error:
+                slot.data = _exception_reply(error, slot.conn)
+        self._flush()
+
+    @staticmethod
+    def _infer_reply(resp: InferResponse, binary: bool, coding: str, conn: bytes) -> bytes | list[Any]:
+        chunks, header_length = encode_infer_response(resp, binary)
         if header_length is None:
             ctype, extra = _JSON, b""
         else:
