@@ -8,11 +8,14 @@ DATA, and trailers with ``grpc-status`` / ``grpc-message`` (a Trailers-Only resp
 error comes before any message).
 
 The ModelInfer hot path: the request usually arrives as one DATA frame with END_STREAM; its
-message is parsed straight from that frame, decoded and submitted to the data plane within
-``data_received`` (:class:`~sonic.server.grpc_service.Drive`, no Task), so everything parsed
-in one loop iteration reaches the model's scheduler in that iteration and batches together;
-the completion writes HEADERS + DATA + trailers (precomputed blocks) into the connection's
-output, which leaves with one write per loop iteration.
+message is decoded straight from that frame (from a cached template when it has the shape of
+an earlier request, :func:`~sonic.protocol.grpc_codec.decode_infer_request_bytes`) and queued
+within ``data_received`` with a callback (:meth:`GrpcService.infer_begin_bytes`: no Task, no
+future), so everything parsed in one loop iteration reaches the model's scheduler in that
+iteration and batches together; the callback writes the response, serialized in protobuf's
+wire format, as HEADERS + DATA + trailers (precomputed blocks) into the connection's output,
+which leaves with one write per loop iteration. Other unary calls run as coroutines stepped by
+:class:`~sonic.server.grpc_service.Drive`.
 
 ModelStreamInfer runs through an :class:`~sonic.server.grpc_service.InferStream`: each
 request starts as soon as its message is complete, responses go out as they complete, and the
