@@ -410,13 +410,7 @@ def encode_infer_response(resp: InferResponse) -> Any:
         t = _InferOutputTensor(name=o.name, datatype=o.datatype, shape=o.shape)
         if o.parameters:
             params_to_pb(o.parameters, t.parameters)
-        if o.shm is not None:
-            raws.append(b"")
-        elif o.data is None:
-            raise Internal(f"output '{o.name}' has neither data nor shared memory")
-        else:
-            _check_count("output", o.name, o.shape, o.data)
-            raws.append(_raw_bytes("output", o.name, o.datatype, o.data))
+        raws.append(_raw_entry(o))
         outputs.append(t)
     msg = _ModelInferResponse(
         model_name=resp.model_name,
@@ -459,13 +453,7 @@ def serialize_infer_response(resp: InferResponse) -> bytes:
         if head is None:
             head = _output_head(o.name, o.datatype, shape)
         parts.append(head)
-        if o.shm is not None:
-            raws.append(b"")
-        elif o.data is None:
-            raise Internal(f"output '{o.name}' has neither data nor shared memory")
-        else:
-            _check_count("output", o.name, o.shape, o.data)
-            raws.append(_raw_bytes("output", o.name, o.datatype, o.data))
+        raws.append(_raw_entry(o))
     for raw in raws:
         parts += (b"\x32", _varint(len(raw)), raw)
     return b"".join(parts)
@@ -503,6 +491,16 @@ def _output_head(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
         _OUTPUT_HEADS.clear()
     _OUTPUT_HEADS[(name, datatype, shape)] = head
     return head
+
+
+def _raw_entry(o: OutputTensor) -> bytes:
+    """An output's ``raw_output_contents`` entry: empty for one in shared memory (as Triton)."""
+    if o.shm is not None:
+        return b""
+    if o.data is None:
+        raise Internal(f"output '{o.name}' has neither data nor shared memory")
+    _check_count("output", o.name, o.shape, o.data)
+    return _raw_bytes("output", o.name, o.datatype, o.data)
 
 
 def _raw_bytes(kind: str, name: str, datatype: str, array: npt.NDArray[Any]) -> bytes:
