@@ -42,6 +42,7 @@ MODULES: tuple[str, ...] = (
     "sonic.server.h2.grpc",
 )
 _NAMES = frozenset(MODULES)
+_EXT_SUFFIXES = importlib.machinery.EXTENSION_SUFFIXES
 
 
 def pure_python() -> bool:
@@ -66,9 +67,6 @@ class FreshnessFinder(importlib.abc.MetaPathFinder):
         if pure_python() or source.stat().st_mtime > Path(spec.origin).stat().st_mtime:
             return importlib.util.spec_from_file_location(fullname, source)
         return None
-
-
-_EXT_SUFFIXES = importlib.machinery.EXTENSION_SUFFIXES
 
 
 def install() -> None:
