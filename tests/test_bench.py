@@ -174,6 +174,7 @@ def test_csv_is_perf_analyzers_format(server: ServerProcess) -> None:
         assert row.throughput == pytest.approx(r.throughput, rel=1e-3)
         assert row.p50_us == round(r.latency_us["p50"]) and row.p99_us == round(r.latency_us["p99"])
         assert row.server_queue_us == round(r.server.queue_us)
+        assert r.client.processes == 1 and r.client.cpu_s > 0  # the sender's CPU is accounted
     header = report.to_csv().splitlines()[0].split(",")
     assert header[:13] == [
         "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
@@ -222,7 +223,9 @@ def test_closed_loop_obeys_littles_law(server: ServerProcess, protocol: str, eng
     assert r.server.avg_batch > 1.0
     assert r.server.compute_infer_us >= SLEEP_MS * 1e3 * 0.9
     assert 0 < r.latency_us["p50"] <= r.latency_us["p90"] <= r.latency_us["p99"] <= r.latency_us["max"]
-    assert r.client.cpu_s > 0 and r.client.processes == 1 and len(r.windows) >= 3
+    # (the client's CPU is checked under a CPU-bound load in test_csv_is_perf_analyzers_format:
+    # here, ~1 s of a light asyncio client can stay under one 10 ms tick of /proc accounting)
+    assert r.client.processes == 1 and len(r.windows) >= 3
     # client send/recv: the codec's cost with the SONIC client; 0 with the wire (encoded once)
     assert (r.client_send_us > 0 and r.client_recv_us > 0) == (engine == "client")
 
