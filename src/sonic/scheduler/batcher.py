@@ -227,7 +227,7 @@ class Scheduler:
         self, request: BackendRequest, key: tuple[Any, ...], priority: int, timeout_us: int
     ) -> Pending:
         policy = self.policy
-        level = policy.level_for(priority) if policy.priority_levels else 0
+        level = policy.level_for(priority)
         qpol = policy.queue_policy(level)
         now = now_ns()
         timeout = timeout_us if (timeout_us and qpol.allow_override) else qpol.timeout_us
